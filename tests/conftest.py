@@ -1,0 +1,22 @@
+"""Shared fixtures: paths to the real KITTI frames in ../shared (skip clearly when absent)."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / 'shared'
+KITTI_REAL = SHARED / 'data' / 'kitti_real'
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault('MPLBACKEND', 'Agg')
+
+
+@pytest.fixture(scope='session')
+def kitti_real():
+    """Root of the real KITTI frames (training/{velodyne,calib,label_2,image_2})."""
+    if not (KITTI_REAL / 'training' / 'label_2').is_dir():
+        pytest.skip(f'real KITTI frames not found at {KITTI_REAL} (they live in ../shared, outside the repo)')
+    return KITTI_REAL
