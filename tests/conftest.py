@@ -1,6 +1,10 @@
 """Shared fixtures: paths to the real KITTI frames in ../shared (skip clearly when absent)."""
 import os
 import sys
+
+# Small matrices everywhere: multi-threaded BLAS only adds contention on 2-core machines.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
 from pathlib import Path
 
 import pytest

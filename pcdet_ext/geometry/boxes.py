@@ -146,15 +146,16 @@ def project_boxes_lidar_to_image_torch(boxes3d_lidar: torch.Tensor, lidar_to_rec
                                        P2: torch.Tensor) -> torch.Tensor:
     """Differentiable: (N, 7) LiDAR boxes -> (N, 4) unclipped enclosing image boxes.
 
-    lidar_to_rect (4, 4) and P2 (3, 4) as in Calibration; used by losses that need gradients
-    through the projection (ALPI's 2D loss). Corners behind the camera are clamped to a small
-    positive depth so gradients stay finite.
+    lidar_to_rect (4, 4) and P2 (3, 4) as in Calibration, or per box (N, 4, 4) and (N, 3, 4)
+    when the boxes come from different frames; used by losses that need gradients through the
+    projection (ALPI's 2D loss). Corners behind the camera are clamped to a small positive depth
+    so gradients stay finite.
     """
     corners = boxes_to_corners_3d(boxes3d_lidar)  # (N, 8, 3)
     ones = torch.ones_like(corners[..., :1])
     hom = torch.cat([corners, ones], dim=-1)
-    rect = hom @ lidar_to_rect.to(hom.dtype).T
-    proj = rect @ P2.to(hom.dtype).T  # (N, 8, 3)
+    rect = hom @ lidar_to_rect.to(hom.dtype).transpose(-1, -2)
+    proj = rect @ P2.to(hom.dtype).transpose(-1, -2)  # (N, 8, 3)
     depth = proj[..., 2:3].clamp(min=1e-3)
     uv = proj[..., :2] / depth
     return torch.cat([uv.min(1).values, uv.max(1).values], dim=1)
@@ -189,3 +190,48 @@ def points_in_image(points_lidar: np.ndarray, calib: Calibration, image_shape):
 def alpha_from_ry(ry, x, z):
     """KITTI observation angle alpha from rotation_y and the camera-frame centre (x, z)."""
     return limit_period(ry - np.arctan2(x, z))
+
+
+def boxes3d_lidar_to_aligned_bev_boxes(boxes3d):
+    """(N, 7+) LiDAR boxes -> (N, 4) axis-aligned BEV boxes (x1, y1, x2, y2): the box is snapped
+    to the nearest axis (dx/dy swapped when |heading| mod pi is closer to pi/2)."""
+    b, was_np = _to_torch(boxes3d)
+    rot = limit_period(b[:, 6], offset=0.5, period=math.pi).abs()
+    dims = torch.where((rot < math.pi / 4)[:, None], b[:, [3, 4]], b[:, [4, 3]])
+    out = torch.cat([b[:, 0:2] - dims / 2, b[:, 0:2] + dims / 2], dim=1)
+    return _back(out, was_np)
+
+
+def boxes_iou_normal(boxes_a, boxes_b):
+    """(N, 4) x (M, 4) axis-aligned (x1, y1, x2, y2) boxes -> (N, M) IoU."""
+    a, was_np = _to_torch(boxes_a)
+    b, _ = _to_torch(boxes_b)
+    x1 = torch.max(a[:, None, 0], b[None, :, 0])
+    y1 = torch.max(a[:, None, 1], b[None, :, 1])
+    x2 = torch.min(a[:, None, 2], b[None, :, 2])
+    y2 = torch.min(a[:, None, 3], b[None, :, 3])
+    inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    iou = inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-6)
+    return _back(iou, was_np)
+
+
+def boxes3d_nearest_bev_iou(boxes_a, boxes_b):
+    """(N, 7) x (M, 7) LiDAR boxes -> (N, M) IoU of their nearest axis-aligned BEV boxes
+    (the cheap overlap SECOND's anchor assignment uses)."""
+    return boxes_iou_normal(boxes3d_lidar_to_aligned_bev_boxes(boxes_a),
+                            boxes3d_lidar_to_aligned_bev_boxes(boxes_b))
+
+
+def boxes3d_kitti_camera_to_lidar_torch(boxes3d_camera: torch.Tensor,
+                                        rect_to_lidar: torch.Tensor) -> torch.Tensor:
+    """Differentiable boxes3d_kitti_camera_to_lidar: (N, 7) camera boxes (x, y, z bottom centre,
+    l, h, w, ry) -> (N, 7) LiDAR boxes. rect_to_lidar is Calibration.rect_to_lidar_mat (4, 4),
+    or per box (N, 4, 4)."""
+    b = boxes3d_camera
+    hom = torch.cat([b[:, 0:3], torch.ones_like(b[:, :1])], dim=1)
+    xyz = (rect_to_lidar.to(b.dtype) @ hom[:, :, None])[:, :3, 0]
+    l, h, w, r = b[:, 3:4], b[:, 4:5], b[:, 5:6], b[:, 6:7]
+    xyz = xyz + torch.cat([torch.zeros_like(h), torch.zeros_like(h), h / 2], dim=1)
+    return torch.cat([xyz, l, w, h, -(r + math.pi / 2)], dim=1)
