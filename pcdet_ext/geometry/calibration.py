@@ -96,21 +96,27 @@ class Calibration:
             f.write('\n'.join(lines) + '\n')
 
     @staticmethod
-    def _hom(pts: np.ndarray) -> np.ndarray:
-        return np.hstack([pts, np.ones((pts.shape[0], 1), dtype=pts.dtype)])
+    def _affine(pts: np.ndarray, mat: np.ndarray) -> np.ndarray:
+        """pts (N, 3) -> (N, rows) for mat (rows, 4) in homogeneous form.
+
+        Written as column sums rather than a matmul: (N x 4) @ (4 x 4) goes through
+        multi-threaded BLAS, which is 10-20x slower than this on a busy 2-core machine.
+        """
+        x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+        return np.stack([x * m[0] + y * m[1] + z * m[2] + m[3] for m in mat], axis=1)
 
     def lidar_to_rect(self, pts_lidar: np.ndarray) -> np.ndarray:
         pts = np.asarray(pts_lidar, dtype=np.float64)[:, :3]
-        return (self._hom(pts) @ self.lidar_to_rect_mat.T)[:, :3]
+        return self._affine(pts, self.lidar_to_rect_mat[:3])
 
     def rect_to_lidar(self, pts_rect: np.ndarray) -> np.ndarray:
         pts = np.asarray(pts_rect, dtype=np.float64)[:, :3]
-        return (self._hom(pts) @ self.rect_to_lidar_mat.T)[:, :3]
+        return self._affine(pts, self.rect_to_lidar_mat[:3])
 
     def rect_to_img(self, pts_rect: np.ndarray):
         """Project rectified points to image_2. Returns (uv (N,2), depth in rect frame (N,))."""
         pts = np.asarray(pts_rect, dtype=np.float64)[:, :3]
-        proj = self._hom(pts) @ self.P2.T
+        proj = self._affine(pts, self.P2)
         depth = proj[:, 2]
         with np.errstate(divide='ignore', invalid='ignore'):
             uv = proj[:, :2] / depth[:, None]

@@ -71,6 +71,8 @@ def write_frame(root, idx: int, seed: int, write_images: bool = True) -> dict:
     root = Path(root)
     frame = generate_frame(seed, idx)
     paths = _frame_paths(root, idx, write_images)
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
     calib = frame['calib']
     tmp_calib = _tmp(paths['calib'])
     calib.write(str(tmp_calib))
