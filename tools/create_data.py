@@ -11,6 +11,7 @@ in the same layout and then does the same. Every output is written atomically.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,13 +40,13 @@ def parse_args(argv=None):
     sub = p.add_subparsers(dest='dataset', required=True)
     k = sub.add_parser('kitti', help='infos + gt database for a KITTI-layout folder')
     k.add_argument('--data_path', default='data/kitti')
-    k.add_argument('--workers', type=int, default=4)
+    k.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     s = sub.add_parser('synthetic', help='generate the embedded synthetic dataset, then infos')
     s.add_argument('--out', default='data/synthetic')
     s.add_argument('--frames', type=int, default=200)
     s.add_argument('--seed', type=int, default=0)
     s.add_argument('--val_fraction', type=float, default=0.25)
-    s.add_argument('--workers', type=int, default=4)
+    s.add_argument("--workers", type=int, default=1)
     for q in (k, s):
         q.add_argument('--no_progress', action='store_true', help='no tqdm bars')
     return p.parse_args(argv)
