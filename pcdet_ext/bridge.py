@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 def _import_our_modules():
     """Importing the packages runs their @register decorators."""
-    for mod in ('pcdet_ext.datasets', 'pcdet_ext.models'):
+    for mod in ('pcdet_ext.datasets', 'pcdet_ext.models', 'pcdet_ext.active'):
         try:
             importlib.import_module(mod)
         except ImportError as e:  # a half-built tree should not break the bridge for the rest

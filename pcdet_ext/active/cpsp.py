@@ -1,0 +1,316 @@
+"""CPSP (S-SSAL): object / background banks and pseudo-scene composition.
+
+Banks:
+* labelled bank, from the labelled frames only (labels through the LabelOracle): every object
+  of the chosen classes with its points (box-centred), and every labelled frame's background
+  (all non-DontCare objects removed);
+* pseudo bank, from the unlabelled frames through a model's FrameSummaries (no label read):
+  boxes above a per-class high threshold (seeded 1-D k-means, k=2, over the pool's scores) are
+  pseudo objects; boxes between `low_thresh` and the high threshold are hard negatives, pasted
+  without labels; backgrounds have every candidate box (score >= low_thresh) removed.
+Refresh (`refresh_pseudo_bank`): the new model's candidates are merged with the old ones per
+frame; boxes matched by BEV IoU keep the higher score.
+
+Backgrounds keep only the frame id and the boxes to remove; points are read when a scene is
+composed, so banks stay small. A pseudo-scene: a random background, then objects (and hard
+negatives) at their recorded poses, each rejected if its BEV footprint overlaps any already
+placed box (pcdet_ext.ops.iou3d_nms), and set on the background's ground (the lowest local
+points). Everything is deterministic for a seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..datasets.augmentor.object_paste import paste_objects, remove_points_in_boxes
+from ..datasets.data_io import atomic_pickle_dump, load_pickle, read_lidar_bin
+from ..geometry import enlarge_box3d
+from .pool import LabelOracle
+from .summaries import Summaries, check_summaries
+
+BANK_VERSION = 1
+
+
+@dataclass
+class BankObject:
+    points: np.ndarray      # (n, C) box-centred (xyz minus the box centre)
+    box: np.ndarray         # (7,) LiDAR box at its recorded pose
+    name: str
+    score: float            # 1.0 for labelled objects
+    frame_id: str
+    kind: str               # 'gt' | 'pseudo' | 'negative'
+
+
+@dataclass
+class CPSPBanks:
+    class_names: List[str]
+    objects: List[BankObject] = field(default_factory=list)     # gt + pseudo positives
+    negatives: List[BankObject] = field(default_factory=list)   # hard negatives (no label)
+    backgrounds: List[dict] = field(default_factory=list)       # {frame_id, remove_boxes, source}
+    labelled_frames: List[dict] = field(default_factory=list)   # {frame_id, boxes, names}
+    thresholds: Dict[str, float] = field(default_factory=dict)
+    candidates: Dict[str, dict] = field(default_factory=dict)   # unlabelled fid -> boxes/scores/labels
+    low_thresh: float = 0.1
+
+    def counts(self) -> dict:
+        by = {}
+        for o in self.objects:
+            key = f'{o.kind}:{o.name}'
+            by[key] = by.get(key, 0) + 1
+        return {'objects': by, 'negatives': len(self.negatives), 'backgrounds': len(self.backgrounds),
+                'labelled_frames': len(self.labelled_frames), 'thresholds': dict(self.thresholds)}
+
+    def save(self, path) -> None:
+        atomic_pickle_dump({'version': BANK_VERSION, 'banks': self}, path)
+
+    @staticmethod
+    def load(path) -> 'CPSPBanks':
+        obj = load_pickle(path, what='CPSP bank file')
+        if not isinstance(obj, dict) or obj.get('version') != BANK_VERSION:
+            raise ValueError(f'{path}: not a CPSP bank file of version {BANK_VERSION}')
+        return obj['banks']
+
+
+# ---------------------------------------------------------------------------- thresholds
+def kmeans_1d(values, seed: int, iters: int = 100):
+    """Seeded 1-D k-means with k=2 -> (low centre, high centre); None when < 2 distinct values."""
+    v = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+    if len(np.unique(v)) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    c0 = v[rng.integers(len(v))]
+    d2 = (v - c0) ** 2
+    c1 = v[rng.choice(len(v), p=d2 / d2.sum())]  # k-means++ second centre
+    c = np.sort(np.array([c0, c1]))
+    for _ in range(iters):
+        high = v > c.mean()
+        new = np.array([v[~high].mean() if (~high).any() else c[0], v[high].mean() if high.any() else c[1]])
+        if np.allclose(new, c):
+            break
+        c = new
+    return float(c[0]), float(c[1])
+
+
+def class_thresholds(summaries: Summaries, class_names: Sequence[str], seed: int = 0,
+                     default: float = 0.5, low_thresh: float = 0.1) -> Dict[str, float]:
+    """Per-class high threshold: the boundary (centre midpoint) of a seeded 2-means over the
+    pool's scores of that class (scores >= low_thresh); `default` when a class has too few."""
+    out = {}
+    for i, name in enumerate(class_names):
+        scores = [s.scores[(s.labels == i + 1) & (s.scores >= low_thresh)] for s in summaries.values()]
+        scores = np.concatenate(scores) if scores else np.zeros(0)
+        c = kmeans_1d(scores, seed=seed + i)
+        out[name] = float(sum(c) / 2) if c is not None else float(default)
+    return out
+
+
+# ---------------------------------------------------------------------------- banks
+def _frame_points(root: Path, fid: str) -> np.ndarray:
+    return read_lidar_bin(root / 'training' / 'velodyne' / f'{fid}.bin')
+
+
+def _cut_objects(points: np.ndarray, boxes: np.ndarray) -> List[np.ndarray]:
+    """Box-centred points inside each box."""
+    if len(boxes) == 0:
+        return []
+    from ..ops.roiaware_pool3d import points_in_boxes_mask
+    mask = np.asarray(points_in_boxes_mask(np.ascontiguousarray(points[:, :3]), boxes.astype(np.float32)))
+    out = []
+    for i in range(len(boxes)):
+        p = points[mask[i]].copy()
+        p[:, :3] -= boxes[i, :3].astype(np.float32)
+        out.append(p)
+    return out
+
+
+def build_labelled_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str],
+                         class_names: Sequence[str], min_points: int = 5,
+                         remove_extra_width=(0.2, 0.2, 0.2)) -> CPSPBanks:
+    """Labelled objects (chosen classes, >= min_points points) and labelled backgrounds."""
+    root = Path(root)
+    banks = CPSPBanks(class_names=list(class_names))
+    for fid in sorted(map(str, labelled_ids)):
+        annos = oracle.read(fid)
+        boxes = np.asarray(annos['gt_boxes_lidar'], dtype=np.float64).reshape(-1, 7)
+        names = np.asarray(annos['gt_names_lidar'])
+        points = _frame_points(root, fid)
+        keep = np.array([n in class_names for n in names], dtype=bool)
+        for box, name, pts in zip(boxes[keep], names[keep], _cut_objects(points, boxes[keep])):
+            if len(pts) >= min_points:
+                banks.objects.append(BankObject(pts, box.astype(np.float32), str(name), 1.0, fid, 'gt'))
+        banks.backgrounds.append({'frame_id': fid, 'source': 'labelled',
+                                  'remove_boxes': enlarge_box3d(boxes, remove_extra_width) if len(boxes) else boxes})
+        banks.labelled_frames.append({'frame_id': fid, 'boxes': boxes[keep].astype(np.float32),
+                                      'names': names[keep]})
+    return banks
+
+
+def candidates_from_summaries(summaries: Summaries, low_thresh: float) -> Dict[str, dict]:
+    out = {}
+    for fid, s in summaries.items():
+        k = s.scores >= low_thresh
+        out[fid] = {'boxes': s.boxes[k].copy(), 'scores': s.scores[k].copy(), 'labels': s.labels[k].copy()}
+    return out
+
+
+def merge_candidates(old: Dict[str, dict], new: Dict[str, dict], match_iou: float = 0.5) -> Dict[str, dict]:
+    """Union per frame; a new box matching an old one (same class, BEV IoU >= match_iou) keeps
+    the higher score of the two (with its box)."""
+    from ..ops.iou3d_nms import boxes_iou_bev
+    out = {}
+    for fid in sorted(set(old) | set(new)):
+        if fid not in old or fid not in new:
+            out[fid] = {k: v.copy() for k, v in (old.get(fid) or new[fid]).items()}
+            continue
+        a, b = old[fid], new[fid]
+        keep_a = np.ones(len(a['scores']), dtype=bool)
+        keep_b = np.ones(len(b['scores']), dtype=bool)
+        if len(a['scores']) and len(b['scores']):
+            iou = np.asarray(boxes_iou_bev(a['boxes'], b['boxes']), dtype=np.float64)
+            iou = np.where(a['labels'][:, None] == b['labels'][None, :], iou, 0.0)
+            while True:
+                i, j = np.unravel_index(np.argmax(iou), iou.shape)
+                if iou[i, j] < match_iou or iou[i, j] <= 0:
+                    break
+                if a['scores'][i] >= b['scores'][j]:
+                    keep_b[j] = False
+                else:
+                    keep_a[i] = False
+                iou[i, :] = 0
+                iou[:, j] = 0
+        out[fid] = {k: np.concatenate([a[k][keep_a], b[k][keep_b]]) for k in ('boxes', 'scores', 'labels')}
+    return out
+
+
+def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], thresholds: Dict[str, float],
+                     min_points: int = 5, remove_extra_width=(0.2, 0.2, 0.2)) -> CPSPBanks:
+    """Add pseudo objects, hard negatives and pseudo backgrounds from unlabelled candidates
+    (their velodyne points only)."""
+    root = Path(root)
+    names = banks.class_names
+    thr = np.array([thresholds[c] for c in names])
+    for fid in sorted(candidates):
+        c = candidates[fid]
+        boxes = np.asarray(c['boxes'], dtype=np.float64).reshape(-1, 7)
+        points = _frame_points(root, fid)
+        high = c['scores'] >= thr[c['labels'] - 1] if len(boxes) else np.zeros(0, dtype=bool)
+        for k, pts in enumerate(_cut_objects(points, boxes)):
+            if len(pts) < min_points:
+                continue
+            obj = BankObject(pts, boxes[k].astype(np.float32), names[int(c['labels'][k]) - 1],
+                             float(c['scores'][k]), fid, 'pseudo' if high[k] else 'negative')
+            (banks.objects if high[k] else banks.negatives).append(obj)
+        banks.backgrounds.append({'frame_id': fid, 'source': 'pseudo',
+                                  'remove_boxes': enlarge_box3d(boxes, remove_extra_width) if len(boxes) else boxes})
+    banks.thresholds = dict(thresholds)
+    banks.candidates = candidates
+    return banks
+
+
+def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summaries: Optional[Summaries],
+                class_names: Sequence[str], seed: int = 0, low_thresh: float = 0.1,
+                default_thresh: float = 0.5, min_points: int = 5) -> CPSPBanks:
+    """Labelled banks + pseudo banks from the unlabelled pool's summaries (None: labelled only)."""
+    labelled = set(map(str, labelled_ids))
+    banks = build_labelled_banks(root, oracle, sorted(labelled), class_names, min_points=min_points)
+    banks.low_thresh = float(low_thresh)
+    if summaries:
+        summaries = check_summaries(summaries, 'build_banks: summaries')
+        overlap = sorted(labelled & set(summaries))
+        if overlap:
+            raise ValueError(f'build_banks: frames {overlap[:5]} are labelled and also in the '
+                             f'unlabelled summaries')
+        thresholds = class_thresholds(summaries, class_names, seed=seed, default=default_thresh,
+                                      low_thresh=low_thresh)
+        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh), thresholds,
+                         min_points=min_points)
+    return banks
+
+
+def refresh_pseudo_bank(banks: CPSPBanks, root, new_summaries: Summaries, seed: int = 0,
+                        match_iou: float = 0.5, default_thresh: float = 0.5,
+                        min_points: int = 5) -> CPSPBanks:
+    """New banks: the labelled part kept, the pseudo part rebuilt from the old candidates merged
+    with the new model's (matched boxes keep the higher score) and re-thresholded."""
+    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh)
+    merged = merge_candidates(banks.candidates, new, match_iou)
+    out = CPSPBanks(class_names=list(banks.class_names), low_thresh=banks.low_thresh,
+                    objects=[o for o in banks.objects if o.kind == 'gt'],
+                    backgrounds=[b for b in banks.backgrounds if b['source'] == 'labelled'],
+                    labelled_frames=list(banks.labelled_frames))
+    from .summaries import FrameSummary
+    as_summaries = {f: FrameSummary(f, c['boxes'], c['scores'], c['labels'],
+                                    np.zeros((len(c['scores']), 0))) for f, c in merged.items()}
+    thresholds = class_thresholds(as_summaries, banks.class_names, seed=seed, default=default_thresh,
+                                  low_thresh=banks.low_thresh)
+    return add_pseudo_banks(out, root, merged, thresholds, min_points=min_points)
+
+
+# ---------------------------------------------------------------------------- composition
+def ground_z(points: np.ndarray, box: np.ndarray, radius_margin: float = 1.0, n_lowest: int = 5) -> Optional[float]:
+    """Ground height under a box: mean z of the lowest background points within its BEV
+    footprint plus a margin; None when there are too few points."""
+    r = float(np.hypot(box[3], box[4])) / 2 + radius_margin
+    near = np.hypot(points[:, 0] - box[0], points[:, 1] - box[1]) <= r
+    if near.sum() < n_lowest:
+        return None
+    z = np.sort(points[near, 2])[:n_lowest]
+    return float(z.mean())
+
+
+def compose_scene(banks: CPSPBanks, root, rng: np.random.Generator, objects_per_class: Dict[str, int],
+                  negatives_per_scene: int = 5, ground_align: bool = True) -> dict:
+    """One pseudo-scene: {frame_id (background), points, gt_boxes (K, 7), gt_names (K,)}."""
+    from ..ops.iou3d_nms import boxes_iou_bev
+    if not banks.backgrounds:
+        raise ValueError('compose_scene: the bank has no backgrounds')
+    bg = banks.backgrounds[int(rng.integers(len(banks.backgrounds)))]
+    points = _frame_points(Path(root), bg['frame_id'])
+    if len(bg['remove_boxes']):
+        points = remove_points_in_boxes(points, np.asarray(bg['remove_boxes']))
+    by_class: Dict[str, List[int]] = {}
+    for i, o in enumerate(banks.objects):
+        by_class.setdefault(o.name, []).append(i)
+    todo = []
+    for name in banks.class_names:
+        pool = by_class.get(name, [])
+        n = min(int(objects_per_class.get(name, 0)), len(pool))
+        if n:
+            todo += [(banks.objects[j], True) for j in rng.choice(pool, size=n, replace=False)]
+    order = rng.permutation(len(todo))
+    todo = [todo[i] for i in order]
+    if banks.negatives and negatives_per_scene > 0:
+        n = min(negatives_per_scene, len(banks.negatives))
+        todo += [(banks.negatives[j], False) for j in rng.choice(len(banks.negatives), size=n, replace=False)]
+    placed_boxes, placed_pts, labelled = [], [], []
+    for obj, positive in todo:
+        box = obj.box.astype(np.float64).copy()
+        if placed_boxes:
+            iou = np.asarray(boxes_iou_bev(box[None].astype(np.float32), np.stack(placed_boxes).astype(np.float32)))
+            if (iou > 0).any():
+                continue
+        if ground_align:
+            g = ground_z(points, box)
+            if g is not None:
+                box[2] = g + box[5] / 2
+        placed_boxes.append(box)
+        placed_pts.append(obj.points)
+        labelled.append((positive, obj.name))
+    if placed_boxes:
+        points, _ = paste_objects(points, None, placed_pts, np.stack(placed_boxes).astype(np.float32), relative=True)
+    pos = [i for i, (p, _) in enumerate(labelled) if p]
+    boxes = np.stack([placed_boxes[i] for i in pos]).astype(np.float32) if pos else np.zeros((0, 7), np.float32)
+    names = np.array([labelled[i][1] for i in pos], dtype='<U16')
+    return {'frame_id': bg['frame_id'], 'points': points, 'gt_boxes': boxes, 'gt_names': names}
+
+
+def labelled_scene(banks: CPSPBanks, root, rng: np.random.Generator) -> dict:
+    """A plain labelled frame (its points and labelled boxes, from the bank)."""
+    if not banks.labelled_frames:
+        raise ValueError('labelled_scene: the bank has no labelled frames')
+    lf = banks.labelled_frames[int(rng.integers(len(banks.labelled_frames)))]
+    return {'frame_id': lf['frame_id'], 'points': _frame_points(Path(root), lf['frame_id']),
+            'gt_boxes': np.asarray(lf['boxes'], np.float32).reshape(-1, 7), 'gt_names': np.asarray(lf['names'])}

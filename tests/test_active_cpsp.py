@@ -1,0 +1,138 @@
+"""CPSP: seeded k-means thresholds, banks, bank refresh, pseudo-scenes without overlaps, and the
+CPSPDataset."""
+import numpy as np
+import pytest
+
+from _active_helpers import CLASSES, fake_pool_summaries, hand_summary, tiny_data_cfg
+from pcdet_ext.active import (ActivePool, CPSPDataset, LabelOracle, build_banks, class_thresholds,
+                              compose_scene, kmeans_1d, merge_candidates, refresh_pseudo_bank)
+from pcdet_ext.datasets.synthetic import generate_dataset
+from pcdet_ext.ops.iou3d_nms import boxes_iou_bev
+
+IDS = [f'{i:06d}' for i in range(8)]
+OBJ = {'Car': 12, 'Pedestrian': 6, 'Cyclist': 6}
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp('al_cpsp')
+    generate_dataset(root, num_frames=len(IDS), seed=5, workers=1, progress=False, write_images=False)
+    oracle = LabelOracle(root, CLASSES)
+    pool = ActivePool(IDS, oracle)
+    pool.initial_selection(15, seed=0)
+    summaries = fake_pool_summaries(root, pool.unlabelled)
+    banks = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0)
+    return root, pool, summaries, banks
+
+
+def test_kmeans_thresholds_deterministic_and_separating():
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.uniform(0.1, 0.3, 50), rng.uniform(0.8, 0.95, 20)])
+    lo, hi = kmeans_1d(scores, seed=3)
+    assert lo < 0.3 < 0.8 < hi
+    assert kmeans_1d(scores, seed=3) == kmeans_1d(scores, seed=3)
+    assert kmeans_1d([0.5, 0.5], seed=0) is None
+    summ = {'a': hand_summary('a', scores[:35], labels=np.ones(35, int)),
+            'b': hand_summary('b', scores[35:], labels=np.ones(35, int))}
+    t1 = class_thresholds(summ, CLASSES, seed=0)
+    assert t1 == class_thresholds(summ, CLASSES, seed=0)
+    assert 0.3 < t1['Car'] < 0.8 and t1['Pedestrian'] == 0.5  # no pedestrian scores: default
+
+
+def test_banks_split_labelled_and_pseudo(setup):
+    root, pool, summaries, banks = setup
+    kinds = {o.kind for o in banks.objects}
+    assert 'gt' in kinds and {o.frame_id for o in banks.objects if o.kind == 'gt'} <= set(pool.labelled)
+    assert {o.frame_id for o in banks.objects if o.kind == 'pseudo'} <= set(pool.unlabelled)
+    for o in banks.objects:
+        thr = banks.thresholds[o.name]
+        assert o.kind == 'gt' or o.score >= thr
+    for o in banks.negatives:
+        assert banks.low_thresh <= o.score < banks.thresholds[o.name]
+    assert len(banks.backgrounds) == len(IDS)
+
+
+def test_pseudo_scenes_have_no_overlaps_and_are_seeded(setup):
+    root, _, _, banks = setup
+    placed = 0
+    for seed in range(4):
+        s = compose_scene(banks, root, np.random.default_rng(seed), OBJ, negatives_per_scene=4)
+        b = s['gt_boxes']
+        placed += len(b)
+        if len(b) > 1:
+            iou = np.asarray(boxes_iou_bev(b, b))
+            np.fill_diagonal(iou, 0)
+            assert iou.max() == 0
+        again = compose_scene(banks, root, np.random.default_rng(seed), OBJ, negatives_per_scene=4)
+        np.testing.assert_array_equal(again['points'], s['points'])
+        np.testing.assert_array_equal(again['gt_boxes'], b)
+    assert placed > 8
+
+
+def test_ground_alignment_puts_boxes_on_local_ground(setup):
+    root, _, _, banks = setup
+    from pcdet_ext.ops.roiaware_pool3d import points_in_boxes
+    s = compose_scene(banks, root, np.random.default_rng(0), OBJ, negatives_per_scene=0)
+    pts, boxes = s['points'], s['gt_boxes']
+    outside = pts[np.asarray(points_in_boxes(pts[:, :3], boxes)) < 0]
+    checked = 0
+    for b in boxes:
+        near = np.hypot(outside[:, 0] - b[0], outside[:, 1] - b[1]) <= np.hypot(b[3], b[4]) / 2 + 1.0
+        if near.sum() < 20:
+            continue
+        ground = np.percentile(outside[near, 2], 2)
+        assert abs((b[2] - b[5] / 2) - ground) < 0.3
+        checked += 1
+    assert checked >= 3
+
+
+def test_refresh_keeps_the_higher_score():
+    a = {'f': {'boxes': np.array([[10, 0, -1, 4, 1.6, 1.5, 0]], np.float32), 'scores': np.array([0.9], np.float32),
+               'labels': np.array([1])}}
+    b = {'f': {'boxes': np.array([[10.1, 0, -1, 4, 1.6, 1.5, 0], [20, 5, -1, 4, 1.6, 1.5, 0]], np.float32),
+               'scores': np.array([0.6, 0.4], np.float32), 'labels': np.array([1, 1])}}
+    m = merge_candidates(a, b)
+    np.testing.assert_allclose(sorted(m['f']['scores']), [0.4, 0.9])
+    b['f']['scores'][0] = 0.95
+    m = merge_candidates(a, b)
+    np.testing.assert_allclose(sorted(m['f']['scores']), [0.4, 0.95])
+    np.testing.assert_allclose(m['f']['boxes'][np.argmax(m['f']['scores'])][0], 10.1, atol=1e-5)
+
+
+def test_refresh_pseudo_bank_keeps_labelled_part(setup):
+    root, pool, summaries, banks = setup
+    new = {f: s for f, s in fake_pool_summaries(root, pool.unlabelled).items()}
+    for s in new.values():
+        s.scores = np.minimum(s.scores * 1.1, 1.0).astype(np.float32)
+    fresh = refresh_pseudo_bank(banks, root, new, seed=0)
+    assert [o.box.tolist() for o in fresh.objects if o.kind == 'gt'] == \
+        [o.box.tolist() for o in banks.objects if o.kind == 'gt']
+    for f, c in fresh.candidates.items():
+        assert c['scores'].max() >= banks.candidates[f]['scores'].max() - 1e-6
+
+
+def test_cpsp_dataset(setup, tmp_path):
+    root, _, _, banks = setup
+    bank_file = tmp_path / 'banks.pkl'
+    banks.save(bank_file)
+    extra = ('DATASET: CPSPDataset\n'
+             'DATA_AUGMENTOR:\n    DISABLE_AUG_LIST: []\n    AUG_CONFIG_LIST:\n'
+             "        - NAME: random_world_flip\n          ALONG_AXIS_LIST: ['x']\n"
+             f'CPSP:\n    BANK_FILE: {bank_file}\n    NUM_SCENES: 4\n'
+             '    OBJECTS_PER_SCENE: {Car: 8, Pedestrian: 4, Cyclist: 4}\n'
+             '    NEGATIVES_PER_SCENE: 2\n    LABELLED_FRAME_SHARE: 0.25\n    SEED: 3\n')
+    cfg = tiny_data_cfg(tmp_path, root, extra)
+    from pcdet_ext.datasets import build_dataset
+    from pcdet_ext.config import find_unused_keys
+    ds = build_dataset(cfg, CLASSES, training=False)
+    assert isinstance(ds, CPSPDataset) and len(ds) == 4
+    assert [p for p, _ in find_unused_keys(cfg)] == []
+    item = ds[1]
+    assert item['voxels'].shape[0] > 0 and item['gt_boxes'].shape[1] == 8
+    np.testing.assert_array_equal(ds[1]['voxels'], item['voxels'])
+    epoch0 = [(ds.scene(i)['frame_id'], len(ds.scene(i)['points'])) for i in range(4)]
+    ds.set_epoch(1)
+    assert [(ds.scene(i)['frame_id'], len(ds.scene(i)['points'])) for i in range(4)] != epoch0
+    bad = tiny_data_cfg(tmp_path, root, extra.replace('random_world_flip', 'gt_sampling'))
+    with pytest.raises(ValueError, match='gt_sampling'):
+        CPSPDataset(bad, CLASSES, training=True)
