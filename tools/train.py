@@ -4,6 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import pcdet_ext.alpi  # noqa: E402,F401  (registers the ALPI dataset and annotator)
+import pcdet_ext.active  # noqa: E402,F401  (registers CPSPDataset and the query strategies)
 from pcdet_ext.runtime.train_tool import main  # noqa: E402
 
 if __name__ == '__main__':

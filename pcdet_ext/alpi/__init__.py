@@ -10,3 +10,17 @@ from .weak_labels import (ReadReport, WeakLabel, read_detections_file, read_imag
 from .frustum import (FrustumExtractor, FrustumSample, FrustumStore, FrustumWriter, collate_frustums,
                       frustum_boxes_to_lidar_torch, load_frame_frustums, write_frustum_split)
 from .pseudo_label_filter import PseudoLabelFilter
+from .proxies import ProxyGenerator, inject_object, scan_object
+from .annotator import ALPIAnnotator  # registers the 'ALPIAnnotator' detector
+from .dataset import ALPIFrustumDataset  # registers the 'ALPIFrustumDataset' dataset
+from .export import evaluate_pseudo_labels, write_label_files
+
+
+def _declare_pipeline_keys():
+    # The ALPI block is read by the pipeline (tools/alpi_label.py), not by tools/train.py.
+    from ..config import register_informational_key
+    register_informational_key('ALPI')
+    register_informational_key('ALPI.*')
+
+
+_declare_pipeline_keys()
