@@ -35,6 +35,7 @@ def train_main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['--openpcdet']:
         return _run_openpcdet('train.py', argv)
+    from . import active  # noqa: F401  (registers CPSPDataset)
     from .runtime.train_tool import main
     main(argv)
 
@@ -43,5 +44,6 @@ def test_main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ['--openpcdet']:
         return _run_openpcdet('test.py', argv)
+    from . import active  # noqa: F401  (registers CPSPDataset)
     from .runtime.test_tool import main
     main(argv)

@@ -1,14 +1,18 @@
-"""The README's main job on the embedded synthetic data, end to end on a CPU:
+"""The README's main job on the embedded synthetic data, end to end on a CPU.
 
-  1. generate a small synthetic KITTI-format dataset (tools/create_data.py synthetic),
-  2. train SECOND (cfgs/synthetic_models/second_cpu.yaml) with tools/train.py,
-  3. evaluate it on the synthetic val split (KITTI protocol; tools/train.py evaluates at the end),
-  4. write BEV / image PNGs of predictions vs ground truth (tools/demo.py).
+--job alpi (default): ALPI auto-labelling from 2D boxes only
+  1. generate a synthetic KITTI-format dataset (tools/create_data.py synthetic),
+  2. auto-label every object in 3D from its 2D box and the class size prior
+     (tools/alpi_label.py: step 0, pseudo-label steps, refinement; 3D fields never read),
+  3. print the pseudo-label quality table against the synthetic 3D ground truth (used for
+     evaluation only) and write PNGs (BEV of pseudo vs true boxes, error histograms).
+--job second: train SECOND (cfgs/synthetic_models/second_cpu.yaml) with tools/train.py,
+  evaluate on synthetic val, write BEV PNGs with tools/demo.py.
 
 Every step is one of the package's ordinary commands, run as a user would; re-running resumes
-(generated frames are kept, training resumes from its newest checkpoint).
+(generated frames are kept, finished stages are skipped, training resumes from checkpoints).
 
-    python tools/quickstart.py [--frames 160] [--epochs 6] [--out output/quickstart]
+    python tools/quickstart.py [--job alpi|second] [--frames 200] [--out output/quickstart]
 """
 import argparse
 import glob
@@ -30,23 +34,47 @@ def run(step: str, cmd: list) -> float:
     return dt
 
 
+def run_alpi(args, py, times, t_start):
+    out = REPO / args.out / 'alpi'
+    cmd = [py, 'tools/alpi_label.py', '--data_path', args.data, '--split', 'trainval',
+           '--cfg_file', 'cfgs/alpi/alpi_synthetic_cpu.yaml', '--steps', str(args.steps), '--out', str(out)]
+    if args.epochs:
+        cmd += ['--epochs', str(args.epochs)]
+    times['auto-label'] = run('ALPI: auto-label in 3D from 2D boxes only', cmd)
+    stages = sorted(p for p in out.iterdir() if p.is_dir() and (p / 'report.txt').exists())
+    final = out / 'refine' if (out / 'refine' / 'report.txt').exists() else stages[-1]
+    print(f'\n=== pseudo-label quality against the synthetic 3D ground truth ({final.name})')
+    print((final / 'report.txt').read_text())
+    pngs = sorted(str(p.relative_to(REPO)) for p in out.rglob('*.png'))
+    print(f'KITTI label files: {out.relative_to(REPO)}/label_2/  ({len(list((out / "label_2").glob("*.txt")))} frames)')
+    print('PNGs:', *pngs[:8], '...' if len(pngs) > 8 else '', sep='\n  ')
+    print('\nquickstart finished in %.0f s:' % (time.time() - t_start),
+          ', '.join(f'{k} {v:.0f} s' for k, v in times.items()))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--frames', type=int, default=160, help='synthetic frames (3/4 train, 1/4 val)')
-    p.add_argument('--epochs', type=int, default=6)
+    p.add_argument('--job', choices=['alpi', 'second'], default='alpi')
+    p.add_argument('--frames', type=int, default=200, help='synthetic frames (3/4 train, 1/4 val)')
+    p.add_argument('--epochs', type=int, default=None, help='epochs per training stage (default: config)')
+    p.add_argument('--steps', type=int, default=2, help='ALPI pseudo-labelling steps after step 0')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--data', default='data/synthetic_quickstart')
     p.add_argument('--out', default='output/quickstart')
     args = p.parse_args(argv)
     py = sys.executable
-    cfg = 'cfgs/synthetic_models/second_cpu.yaml'
     times = {}
+    t_start = time.time()
     if not (REPO / args.data / 'kitti_infos_val.pkl').exists():
         times['generate'] = run('generate synthetic data', [
             py, 'tools/create_data.py', 'synthetic', '--out', args.data, '--frames', str(args.frames),
             '--seed', str(args.seed)])
+    if args.job == 'alpi':
+        return run_alpi(args, py, times, t_start)
+    cfg = 'cfgs/synthetic_models/second_cpu.yaml'
+    epochs = ['--epochs', str(args.epochs)] if args.epochs else []
     times['train+eval'] = run('train SECOND and evaluate on synthetic val', [
-        py, 'tools/train.py', '--cfg_file', cfg, '--epochs', str(args.epochs), '--extra_tag', 'quickstart',
+        py, 'tools/train.py', '--cfg_file', cfg, *epochs, '--extra_tag', 'quickstart',
         '--workers', '1', '--fix_random_seed', '--set', 'DATA_CONFIG.DATA_PATH', args.data])
     ckpts = sorted(glob.glob(str(REPO / 'output/synthetic_models/second_cpu/quickstart/ckpt/checkpoint_epoch_*.pth')),
                    key=os.path.getmtime)

@@ -5,6 +5,7 @@ from .cpsp import (BankObject, CPSPBanks, build_banks, build_labelled_banks, cla
                    compose_scene, kmeans_1d, merge_candidates, refresh_pseudo_bank)
 from .cpsp_dataset import CPSPDataset
 from .pool import ActivePool, Annotation, LabelOracle, annotate_until_budget, check_budget
+from .rounds import ActiveLearningRun, ALInputError, RoundOptions, run_active_learning
 from .strategies import QueryStrategy, Selection, build_strategy, strategy_names
 from .summaries import (FrameSummary, InferenceDropout, LabelFreeKittiDataset, build_label_free_dataloader,
                         load_summaries, merge_summaries, save_summaries, score_pool)

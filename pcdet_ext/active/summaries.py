@@ -44,10 +44,14 @@ class FrameSummary:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(k, 7)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(k)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(k)
-        self.cls_probs = np.asarray(self.cls_probs, dtype=np.float32).reshape(k, -1) if k else \
-            np.asarray(self.cls_probs, dtype=np.float32).reshape(0, -1)
+        probs = np.asarray(self.cls_probs, dtype=np.float32)
+        # a frame without boxes may come as (0,) or (0, C): keep C when known
+        self.cls_probs = probs.reshape(k, -1) if k else \
+            probs.reshape(0, probs.shape[-1] if probs.ndim == 2 else 0)
         if self.box_features is not None:
-            self.box_features = np.asarray(self.box_features, dtype=np.float32).reshape(k, -1)
+            feats = np.asarray(self.box_features, dtype=np.float32)
+            self.box_features = feats.reshape(k, -1) if k else \
+                feats.reshape(0, feats.shape[-1] if feats.ndim == 2 else 0)
         if self.frame_feature is not None:
             self.frame_feature = np.asarray(self.frame_feature, dtype=np.float32).reshape(-1)
         if self.box_num_points is not None:

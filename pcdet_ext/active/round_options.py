@@ -1,0 +1,58 @@
+"""Options of the active-learning driver: the command-line options (RoundOptions), the config's
+ACTIVE_LEARNING section (every key listed here with its default; an unknown key is an error) and
+the recipes (`--recipe sssal`)."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..config import register_informational_key, to_plain
+
+# The ACTIVE_LEARNING section is read (and checked) by this driver, not by the training tool.
+register_informational_key('ACTIVE_LEARNING')
+
+AL_DEFAULTS = {'INITIAL_BOXES': None, 'BUDGET_BOXES': None, 'STRATEGY': None, 'STRATEGY_OPTIONS': {},
+               'MC_PASSES': 5, 'MC_DROPOUT_P': 0.2, 'SCORE_BATCH_SIZE': 4, 'POOL_SPLIT': None, 'CPSP': {}}
+CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 2, 'LOW_THRESH': 0.1, 'NUM_SCENES': None,
+                 'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
+                 'GROUND_ALIGN': True}
+RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
+
+
+class ALInputError(ValueError):
+    """Bad input to the active-learning driver, found before any work starts."""
+
+
+@dataclass
+class RoundOptions:
+    cfg_file: str
+    strategy: Optional[str] = None
+    budget_boxes: Optional[int] = None
+    initial_boxes: Optional[int] = None
+    first_round: int = 0
+    rounds: int = 1
+    cpsp: bool = False
+    final_round: bool = False
+    extra_tag: str = 'default'
+    force: bool = False
+    epochs: Optional[int] = None
+    cpsp_epochs: Optional[int] = None
+    seed: int = 0
+    workers: int = 2
+    batch_size: Optional[int] = None
+    device: str = 'auto'
+    output_root: Optional[str] = None
+    pretrained_model: Optional[str] = None
+    set_cfgs: List[str] = field(default_factory=list)
+
+
+def read_section(cfg, name: str, defaults: dict, where: str) -> dict:
+    node = cfg.get(name, None) if cfg is not None else None
+    node = to_plain(node) if node is not None else {}
+    if not isinstance(node, dict):
+        raise ALInputError(f'{where}: must be a mapping, got {type(node).__name__}')
+    unknown = sorted(set(node) - set(defaults))
+    if unknown:
+        raise ALInputError(f'{where}: unknown key(s) {unknown} (typo?); known: {sorted(defaults)}')
+    return {**copy.deepcopy(defaults), **node}

@@ -1,0 +1,71 @@
+"""Stage bookkeeping of an active-learning round: atomic done-markers, settings, cleanup.
+
+A stage is done when `round_K/done/<stage>.json` exists; the marker is written atomically after
+the stage's artifacts, so a run killed anywhere redoes at most the stage it was in (every stage
+is deterministic given its inputs and rewrites its own artifacts atomically)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..datasets.data_io import atomic_write_text
+
+
+def write_json(obj, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + '\n', path)
+
+
+def _jsonable(x):
+    if hasattr(x, 'tolist'):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f'{type(x).__name__} is not JSON serialisable')
+
+
+def read_json(path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
+
+
+class RoundStages:
+    def __init__(self, round_dir):
+        self.dir = Path(round_dir)
+        self.done_dir = self.dir / 'done'
+
+    def marker(self, stage: str) -> Path:
+        return self.done_dir / f'{stage}.json'
+
+    def is_done(self, stage: str) -> bool:
+        return self.marker(stage).is_file()
+
+    def load(self, stage: str) -> dict:
+        return read_json(self.marker(stage))
+
+    def mark(self, stage: str, payload: Optional[dict] = None) -> None:
+        write_json({'stage': stage, 'time': time.strftime('%Y-%m-%d %H:%M:%S'), **(payload or {})},
+                   self.marker(stage))
+
+    @property
+    def finished(self) -> bool:
+        return self.is_done('round')
+
+    def settings_file(self) -> Path:
+        return self.dir / 'settings.json'
+
+    def remove_stale_tmp(self) -> None:
+        """Temp files left by a kill during an atomic write (never read, just clutter)."""
+        if not self.dir.is_dir():
+            return
+        for p in self.dir.rglob('.*.tmp'):
+            p.unlink(missing_ok=True)
+        for p in self.dir.rglob('.*.tmp[0-9]*'):
+            p.unlink(missing_ok=True)
+        for p in list(self.dir.rglob('.gt_database.*')) + list(self.dir.rglob('gt_database.old-*')):
+            shutil.rmtree(p, ignore_errors=True)

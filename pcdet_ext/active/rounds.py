@@ -1,0 +1,477 @@
+"""Multi-round active learning driver (what `tools/al_round.py` runs).
+
+One round K (artifacts in output/<cfg group>/<cfg name>/<extra_tag>/round_K/):
+
+    pool      start/{labelled,unlabelled}.txt: round 0 draws random frames up to --initial_boxes,
+              round K > 0 starts from round K-1's final lists
+    data      data/: the labelled frames' infos and gt database (labels read through the oracle)
+    train     train/: the runtime's training on the labelled frames           -> model A
+    cpsp      (--cpsp) cpsp/cpsp_banks.pkl from the labelled set and model A's view of the pool
+    cpsp_train (--cpsp) cpsp/: training on pseudo-scenes from model A, banks refreshed every
+              REFRESH_INTERVAL epochs                                          -> model B
+    score     summaries*.pkl: the final model's per-frame summaries of the unlabelled and the
+              labelled frames (CAL with --cpsp: model A's as well)
+    select    selection.json: the strategy's ranking, per-frame scores, expected boxes
+    annotate  annotation.json, {labelled,unlabelled}.txt, pool.json: the next round's lists
+    eval      eval.json: KITTI evaluation of the final model on the val split
+    curve     al_curve.{json,png}: AP3D R40 moderate vs labelled boxes, rounds 0..K
+
+A final round (`select=False`, the S-SSAL recipe's "retrain, final CPSP") trains and evaluates
+only. Each stage ends with an atomic done-marker (round_stages.py), so a killed run resumes at the
+stage it was in; a finished round is never overwritten without force=True.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from ..config import to_plain
+from ..datasets.data_io import read_split_file
+from .al_curve import map_from_eval, save_curve_png
+from .cpsp import CPSPBanks, build_banks
+from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
+from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget
+from .round_data import INFOS_NAME, DBINFOS_NAME, labelled_training_cfg, write_labelled_data
+from .round_options import AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, read_section
+from .round_stages import RoundStages, read_json, write_json
+from .strategies import Selection, build_strategy
+from .strategies.cal import merge_model_summaries
+from .summaries import build_label_free_dataloader, load_summaries, save_summaries, score_pool
+
+
+class ActiveLearningRun:
+    """Validates everything at construction (bad input fails before any work), then `run()`."""
+
+    def __init__(self, opts: RoundOptions):
+        from ..runtime.checkpoint import CheckpointError, read_checkpoint
+        from ..runtime.common import load_config, output_dir_for, resolve_device, resolve_root_path
+        self.opts = opts
+        if not Path(opts.cfg_file).is_file():
+            raise ALInputError(f'--cfg_file {opts.cfg_file}: file not found')
+        ns = argparse.Namespace(cfg_file=opts.cfg_file, set_cfgs=list(opts.set_cfgs) or None,
+                                output_root=opts.output_root, extra_tag=opts.extra_tag)
+        self.cfg = load_config(ns)
+        self.class_names = list(self.cfg.CLASS_NAMES)
+        self.al = read_section(self.cfg, 'ACTIVE_LEARNING', AL_DEFAULTS, f'{opts.cfg_file}: ACTIVE_LEARNING')
+        self.cpsp_opts = read_section(self.al, 'CPSP', CPSP_DEFAULTS, f'{opts.cfg_file}: ACTIVE_LEARNING.CPSP') \
+            if self.al['CPSP'] else dict(CPSP_DEFAULTS)
+        self.strategy_name = opts.strategy or self.al['STRATEGY']
+        if not self.strategy_name:
+            raise ALInputError('no query strategy: give --strategy (or ACTIVE_LEARNING.STRATEGY)')
+        self.strategy = self._build_strategy()  # unknown names / options fail here
+        budget = opts.budget_boxes if opts.budget_boxes is not None else self.al['BUDGET_BOXES']
+        if budget is None:
+            raise ALInputError('no box budget: give --budget_boxes (or ACTIVE_LEARNING.BUDGET_BOXES)')
+        try:
+            self.budget_boxes = check_budget(budget, '--budget_boxes')
+            init = opts.initial_boxes if opts.initial_boxes is not None else self.al['INITIAL_BOXES']
+            self.initial_boxes = check_budget(init if init is not None else self.budget_boxes, '--initial_boxes')
+        except ValueError as e:
+            raise ALInputError(str(e)) from None
+        if opts.first_round < 0 or opts.rounds < 0 or (opts.rounds == 0 and not opts.final_round):
+            raise ALInputError(f'--round must be >= 0 and --rounds >= 1 (0 only with --final_round), '
+                               f'got --round {opts.first_round} --rounds {opts.rounds}')
+        for what, v in (('--epochs', opts.epochs), ('--cpsp_epochs', opts.cpsp_epochs)):
+            if v is not None and v < 1:
+                raise ALInputError(f'{what} must be >= 1, got {v}')
+        if opts.cpsp:
+            ri = self.cpsp_opts['REFRESH_INTERVAL']
+            if isinstance(ri, bool) or not isinstance(ri, int) or ri < 0:
+                raise ALInputError(f'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL must be an integer >= 0 (0: never), '
+                                   f'got {ri!r}')
+        if opts.pretrained_model is not None:
+            try:
+                read_checkpoint(opts.pretrained_model)
+            except CheckpointError as e:
+                raise ALInputError(f'--pretrained_model: {e}') from None
+        self.device = resolve_device(opts.device)
+        self.root = resolve_root_path(self.cfg)
+        if self.root is None or not (Path(self.root) / 'training').is_dir():
+            raise ALInputError(f'DATA_CONFIG.DATA_PATH {self.root}: no training/ folder (dataset root expected)')
+        self.root = Path(self.root)
+        data_split = self.cfg.DATA_CONFIG.DATA_SPLIT
+        pool_split = self.al['POOL_SPLIT'] or data_split['train']
+        try:
+            self.pool_ids = read_split_file(self.root / 'ImageSets' / f'{pool_split}.txt')
+        except Exception as e:  # noqa: BLE001 - DataFileError with the path in it
+            raise ALInputError(str(e)) from None
+        if not self.pool_ids:
+            raise ALInputError(f'{self.root / "ImageSets" / f"{pool_split}.txt"}: the pool is empty (no frame ids)')
+        val_infos = [self.root / p for p in self.cfg.DATA_CONFIG.INFO_PATH['test']]
+        missing = [str(p) for p in val_infos if not p.is_file()]
+        if missing:
+            raise ALInputError(f'evaluation infos {missing} not found; create them with '
+                               f'`python tools/create_data.py ...` first')
+        self.exp_dir = output_dir_for(self.cfg, ns)
+        plain = json.dumps(to_plain(self.cfg), sort_keys=True, default=str)
+        self.cfg_hash = hashlib.sha1(plain.encode()).hexdigest()[:12]
+        prev = self.round_dir(opts.first_round - 1)
+        if opts.first_round > 0 and not RoundStages(prev).finished:
+            raise ALInputError(f'round {opts.first_round - 1} is not finished ({prev}); run it first '
+                               f'(--round {opts.first_round - 1})')
+        if opts.first_round > 0 and opts.rounds > 0 and not read_split_file(prev / 'unlabelled.txt'):
+            raise ALInputError(f'the pool is empty: round {opts.first_round - 1} labelled every frame')
+        self.logger = None
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _build_strategy(self):
+        opts = dict(self.al['STRATEGY_OPTIONS'] or {})
+        by_name = {k.lower().replace('_', ''): v for k, v in opts.items()}
+        key = str(self.strategy_name).lower().replace('_', '').replace('-', '')
+        options = dict(by_name.get(key, {}) or {})
+        if key == 'cal' and 'class_names' not in {k.lower() for k in options}:
+            options['class_names'] = self.class_names
+        try:
+            return build_strategy(self.strategy_name, options)
+        except ValueError as e:
+            raise ALInputError(str(e)) from None
+
+    def round_dir(self, k: int) -> Path:
+        return self.exp_dir / f'round_{k}'
+
+    def _log(self, msg: str) -> None:
+        if self.logger is not None:
+            self.logger.info(msg)
+        else:
+            print(msg, flush=True)
+
+    def settings(self, k: int, select: bool) -> dict:
+        o = self.opts
+        return {'round': k, 'select': select, 'strategy': self.strategy.name if select else None,
+                'strategy_options': self.strategy.cfg if select else None,
+                'budget_boxes': self.budget_boxes if select else None,
+                'initial_boxes': self.initial_boxes if k == 0 else None, 'cpsp': o.cpsp, 'epochs': o.epochs,
+                'cpsp_epochs': o.cpsp_epochs if o.cpsp else None, 'seed': o.seed, 'cfg_hash': self.cfg_hash,
+                'pretrained_model': o.pretrained_model}
+
+    # ---- driver ----------------------------------------------------------------------------
+    def run(self) -> List[dict]:
+        from ..runtime.common import timestamp
+        from ..runtime.logger import close_logger, create_logger
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        self.logger = create_logger(self.exp_dir / 'log' / f'al_round_{timestamp()}.log',
+                                    name=f'pcdet_ext.al.{self.exp_dir}')
+        try:
+            out = []
+            ks = list(range(self.opts.first_round, self.opts.first_round + self.opts.rounds))
+            for k in ks:
+                out.append(self.run_round(k, select=True))
+            if self.opts.final_round:
+                out.append(self.run_round(self.opts.first_round + self.opts.rounds, select=False))
+            return out
+        finally:
+            close_logger(self.logger)
+            self.logger = None
+
+    def _prepare_round_dir(self, k: int, settings: dict) -> Optional[dict]:
+        """Returns the summary of a finished round with the same settings (nothing to do)."""
+        rd = self.round_dir(k)
+        st = RoundStages(rd)
+        existing = read_json(st.settings_file()) if st.settings_file().is_file() else None
+        if existing is not None:
+            diff = sorted(key for key in set(existing) | set(settings) if existing.get(key) != settings.get(key))
+            if self.opts.force:
+                self._log(f'round {k}: --force, removing {rd} and later rounds')
+                self._remove_from(k)
+            elif st.finished and not diff:
+                self._log(f'round {k} is already finished with these settings ({rd}); skipped '
+                          f'(--force recomputes it)')
+                return read_json(rd / 'round_summary.json')
+            elif st.finished:
+                raise ALInputError(f'round {k} is finished ({rd}) with different settings {diff}; refusing to '
+                                   f'overwrite it: use --force (removes round {k} and later rounds) or another '
+                                   f'--extra_tag')
+            elif diff:
+                raise ALInputError(f'round {k} was started ({rd}) with different settings {diff}; use --force '
+                                   f'to restart it, or the same settings to resume it')
+            else:
+                self._log(f'round {k}: resuming ({rd})')
+        rd.mkdir(parents=True, exist_ok=True)
+        st.remove_stale_tmp()
+        write_json(settings, st.settings_file())
+        return None
+
+    def _remove_from(self, k: int) -> None:
+        for d in self.exp_dir.glob('round_*'):
+            try:
+                j = int(d.name.split('_', 1)[1])
+            except ValueError:
+                continue
+            if j >= k:
+                shutil.rmtree(d)
+
+    def run_round(self, k: int, select: bool = True) -> dict:
+        settings = self.settings(k, select)
+        done = self._prepare_round_dir(k, settings)
+        if done is not None:
+            return done
+        rd = self.round_dir(k)
+        st = RoundStages(rd)
+        oracle = LabelOracle(self.root, self.class_names)
+        pool = self.stage_pool(k, st, oracle)
+        trained_on = pool.report()  # the curve's x: the boxes this round's model is trained on
+        if select and not pool.unlabelled:
+            raise ALInputError(f'round {k}: the pool is empty (every frame is labelled); nothing to select')
+        data = self.stage_data(st, oracle, pool)
+        ckpt_a = self.stage_train(k, st, data)
+        final_ckpt, ckpt_for_cal = ckpt_a, None
+        if self.opts.cpsp:
+            banks_file = self.stage_cpsp_banks(st, oracle, pool, ckpt_a)
+            final_ckpt = self.stage_cpsp_train(k, st, data, pool, banks_file, ckpt_a)
+            ckpt_for_cal = ckpt_a
+        if select:
+            self.stage_score(st, pool, final_ckpt, ckpt_for_cal)
+            sel = self.stage_select(k, st)
+            next_pool = self.stage_annotate(k, st, oracle, pool, sel)
+        else:
+            next_pool = pool
+            if not st.is_done('annotate'):
+                pool.round_index = k + 1
+                pool.write(rd)
+                st.mark('annotate', {'final_round': True})
+        result = self.stage_eval(k, st, final_ckpt)
+        summary = self.stage_curve(k, st, trained_on, next_pool, result)
+        self._log(f'round {k} finished: {summary["labelled_boxes"]} labelled boxes, mAP {summary["mAP"]:.2f} '
+                  f'-> {rd}')
+        return summary
+
+    # ---- stages ----------------------------------------------------------------------------
+    def stage_pool(self, k: int, st: RoundStages, oracle: LabelOracle) -> ActivePool:
+        start = st.dir / 'start'
+        if st.is_done('pool'):
+            return ActivePool.load(start, oracle, round_index=k)
+        if k == 0:
+            pool = ActivePool(self.pool_ids, oracle, round_index=0)
+            ann = pool.initial_selection(self.initial_boxes, seed=self.opts.seed)
+            self._log(f'round 0: initial random selection of {ann.num_frames} frames, {ann.num_boxes} boxes')
+        else:
+            pool = ActivePool.load(self.round_dir(k - 1), oracle, round_index=k)
+        pool.write(start)
+        st.mark('pool', pool.report())
+        return pool
+
+    def stage_data(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool) -> dict:
+        d = st.dir / 'data'
+        if not st.is_done('data'):
+            write_labelled_data(self.root, oracle, pool.labelled, d, self.class_names)
+            st.mark('data', {'frames': len(pool.labelled)})
+        return {'infos': d / INFOS_NAME, 'dbinfos': d / DBINFOS_NAME}
+
+    def _train_argv(self, k: int, sub: str, epochs: Optional[int], pretrained: Optional[str]) -> list:
+        o = self.opts
+        argv = ['--cfg_file', o.cfg_file, '--extra_tag', f'{o.extra_tag}/round_{k}/{sub}', '--workers',
+                str(o.workers), '--device', o.device, '--fix_random_seed', '--skip_eval', '--max_ckpt_save_num', '2']
+        if o.output_root:
+            argv += ['--output_root', str(o.output_root)]
+        if epochs is not None:
+            argv += ['--epochs', str(epochs)]
+        if o.batch_size is not None:
+            argv += ['--batch_size', str(o.batch_size)]
+        if pretrained:
+            argv += ['--pretrained_model', str(pretrained)]
+        if o.set_cfgs:
+            argv += ['--set', *o.set_cfgs]
+        return argv
+
+    def _final_ckpt(self, st: RoundStages, stage: str) -> str:
+        path = st.load(stage)['ckpt']
+        if not Path(path).is_file():
+            raise ALInputError(f'{st.marker(stage)} says stage {stage} is done but its checkpoint {path} is '
+                               f'missing; use --force to redo the round')
+        return path
+
+    def _run_training(self, argv, build_dataloader_fn, build_network_fn) -> str:
+        from ..runtime import train_tool
+        from ..runtime.checkpoint import list_checkpoints
+        ret = train_tool.main(argv, build_dataloader_fn=build_dataloader_fn, build_network_fn=build_network_fn)
+        ckpts = list_checkpoints(ret['ckpt_dir'])
+        if not ckpts:
+            raise RuntimeError(f'training wrote no checkpoint in {ret["ckpt_dir"]}')
+        return str(ckpts[-1])
+
+    def stage_train(self, k: int, st: RoundStages, data: dict) -> str:
+        if st.is_done('train'):
+            return self._final_ckpt(st, 'train')
+        from ..datasets import build_dataloader
+
+        def loader_fn(dataset_cfg, *args, training=True, **kwargs):
+            if training:
+                dataset_cfg = labelled_training_cfg(dataset_cfg, data['infos'], data['dbinfos'])
+            return build_dataloader(dataset_cfg, *args, training=training, **kwargs)
+        self._log(f'round {k}: training on the labelled frames')
+        ckpt = self._run_training(self._train_argv(k, 'train', self.opts.epochs, self.opts.pretrained_model),
+                                  loader_fn, None)
+        st.mark('train', {'ckpt': ckpt})
+        return ckpt
+
+    # scoring --------------------------------------------------------------------------------
+    def _load_model(self, ckpt: str, dataset):
+        import torch
+        from ..models import build_network
+        from ..runtime.checkpoint import load_params_from_file
+        torch.manual_seed(0)
+        model = build_network(self.cfg.MODEL, num_class=len(self.class_names), dataset=dataset)
+        load_params_from_file(model, ckpt)
+        return model.to(self.device).eval()
+
+    def _loader(self, ids, dist: bool = False):
+        return build_label_free_dataloader(self.cfg.DATA_CONFIG, self.class_names, ids, root_path=self.root,
+                                           batch_size=int(self.al['SCORE_BATCH_SIZE']),
+                                           workers=self.opts.workers, dist=dist)
+
+    def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: bool = False) -> dict:
+        import torch
+        from .summaries import merge_summaries
+        ds, loader = self._loader(ids, dist)
+        model = self._load_model(ckpt_or_model, ds) if isinstance(ckpt_or_model, (str, Path)) else ckpt_or_model
+        was_training = model.training
+        with torch.no_grad():
+            out = score_pool(model, loader, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
+                             seed=self.opts.seed)
+        model.train(was_training)
+        return merge_summaries(out) if dist else out
+
+    def stage_cpsp_banks(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool, ckpt_a: str) -> Path:
+        d = st.dir / 'cpsp'
+        banks_file = d / 'cpsp_banks.pkl'
+        if st.is_done('cpsp'):
+            return banks_file
+        d.mkdir(parents=True, exist_ok=True)
+        summ_file = st.dir / 'summaries_A.pkl'
+        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with the labelled-only model')
+        summaries_a = self.score(ckpt_a, pool.unlabelled)
+        save_summaries(summaries_a, summ_file)
+        banks = build_banks(self.root, oracle, pool.labelled, summaries_a, self.class_names, seed=self.opts.seed,
+                            low_thresh=float(self.cpsp_opts['LOW_THRESH']))
+        banks.save(banks_file)
+        st.mark('cpsp', {'banks': str(banks_file), 'counts': banks.counts()})
+        return banks_file
+
+    def _cpsp_options(self) -> dict:
+        o = {k: self.cpsp_opts[k] for k in CPSP_DATASET_KEYS if self.cpsp_opts.get(k) is not None}
+        o['SEED'] = self.opts.seed
+        return o
+
+    def stage_cpsp_train(self, k: int, st: RoundStages, data: dict, pool: ActivePool, banks_file: Path,
+                         ckpt_a: str) -> str:
+        if st.is_done('cpsp_train'):
+            return self._final_ckpt(st, 'cpsp_train')
+        banks = CPSPBanks.load(banks_file)
+        unlabelled = list(pool.unlabelled)
+        options = self._cpsp_options()
+        loader_fn, net_fn, _ = make_cpsp_builders(
+            lambda dataset_cfg: cpsp_dataset_cfg(dataset_cfg, options, banks_file, data['infos'], data['dbinfos']),
+            banks, st.dir / 'cpsp', int(self.cpsp_opts['REFRESH_INTERVAL']),
+            lambda model, dist: self.score(model, unlabelled, dist=dist), sampler_seed=self.opts.seed)
+        epochs = self.opts.cpsp_epochs or self.cpsp_opts['EPOCHS'] or self.opts.epochs
+        self._log(f'round {k}: CPSP training on pseudo-scenes from model A')
+        ckpt = self._run_training(self._train_argv(k, 'cpsp', epochs, ckpt_a), loader_fn, net_fn)
+        st.mark('cpsp_train', {'ckpt': ckpt})
+        return ckpt
+
+    def stage_score(self, st: RoundStages, pool: ActivePool, ckpt: str, ckpt_a: Optional[str]) -> None:
+        if st.is_done('score'):
+            return
+        mc = int(self.al['MC_PASSES']) if self.strategy.name == 'MCDropout' else 0
+        self._log(f'scoring {len(pool.unlabelled)} unlabelled and {len(pool.labelled)} labelled frames')
+        save_summaries(self.score(ckpt, pool.unlabelled, mc_passes=mc), st.dir / 'summaries.pkl')
+        save_summaries(self.score(ckpt, pool.labelled), st.dir / 'summaries_labelled.pkl')
+        if self.strategy.name == 'CAL' and ckpt_a is not None:
+            if not (st.dir / 'summaries_A.pkl').is_file():
+                save_summaries(self.score(ckpt_a, pool.unlabelled), st.dir / 'summaries_A.pkl')
+            save_summaries(self.score(ckpt_a, pool.labelled), st.dir / 'summaries_labelled_A.pkl')
+        st.mark('score')
+
+    def stage_select(self, k: int, st: RoundStages) -> Selection:
+        path = st.dir / 'selection.json'
+        if st.is_done('select'):
+            return _selection_from_json(read_json(path))
+        summaries = load_summaries(st.dir / 'summaries.pkl')
+        labelled = load_summaries(st.dir / 'summaries_labelled.pkl')
+        if self.strategy.name == 'CAL' and (st.dir / 'summaries_labelled_A.pkl').is_file():
+            summaries = (load_summaries(st.dir / 'summaries_A.pkl'), summaries)
+            labelled = merge_model_summaries(load_summaries(st.dir / 'summaries_labelled_A.pkl'), labelled,
+                                                  self.strategy.merge_iou)
+        rng = np.random.default_rng([self.opts.seed, k])
+        sel = self.strategy.select(summaries, labelled or None, self.budget_boxes, rng)
+        sel.write(path)
+        st.mark('select', {'frames': len(sel.frame_ids), 'expected_boxes': sel.total_expected_boxes})
+        return sel
+
+    def stage_annotate(self, k: int, st: RoundStages, oracle: LabelOracle, pool: ActivePool,
+                       sel: Selection) -> ActivePool:
+        """Annotate the selection in ranked order until the budget; returns the next round's pool."""
+        if st.is_done('annotate'):
+            return ActivePool.load(st.dir, oracle, round_index=k + 1)
+        ann = annotate_until_budget(sel.ranked, oracle, self.budget_boxes)
+        pool.add_annotation(ann)
+        pool.round_index = k + 1
+        write_json(ann.to_dict(), st.dir / 'annotation.json')
+        pool.write(st.dir)
+        st.mark('annotate', {'frames': ann.num_frames, 'boxes': ann.num_boxes})
+        self._log(f'round {k}: annotated {ann.num_frames} frames, {ann.num_boxes} boxes '
+                  f'(budget {self.budget_boxes}); next round has {pool.num_labelled_boxes} labelled boxes')
+        return pool
+
+    def stage_eval(self, k: int, st: RoundStages, ckpt: str) -> dict:
+        path = st.dir / 'eval.json'
+        if st.is_done('eval'):
+            return read_json(path)
+        from ..runtime import test_tool
+        o = self.opts
+        sub = 'cpsp' if o.cpsp else 'train'
+        argv = ['--cfg_file', o.cfg_file, '--extra_tag', f'{o.extra_tag}/round_{k}/{sub}', '--ckpt', ckpt,
+                '--workers', str(o.workers), '--device', o.device]
+        if o.output_root:
+            argv += ['--output_root', str(o.output_root)]
+        if o.batch_size is not None:
+            argv += ['--batch_size', str(o.batch_size)]
+        if o.set_cfgs:
+            argv += ['--set', *o.set_cfgs]
+        self._log(f'round {k}: evaluating {ckpt} on the val split')
+        ret = test_tool.main(argv)
+        result = next(iter(ret['results'].values())) if ret['results'] else {}
+        result = {key: float(v) for key, v in result.items() if isinstance(v, (int, float, np.floating))}
+        out = {'ckpt': ckpt, 'result': result, **map_from_eval(result, self.class_names)}
+        write_json(out, path)
+        st.mark('eval', {'mAP': out['mAP']})
+        return out
+
+    def stage_curve(self, k: int, st: RoundStages, trained_on: dict, pool: ActivePool, result: dict) -> dict:
+        summary = {'round': k, 'labelled_boxes': trained_on['labelled_boxes'],
+                   'labelled_frames': trained_on['labelled_frames'],
+                   'labelled_boxes_per_class': trained_on['labelled_boxes_per_class'],
+                   'next_round_labelled_boxes': pool.num_labelled_boxes, 'mAP': result['mAP'],
+                   **{c: result[c] for c in self.class_names if c in result},
+                   'strategy': self.strategy.name, 'cpsp': self.opts.cpsp}
+        write_json(summary, st.dir / 'round_summary.json')
+        points = []
+        for j in range(k + 1):
+            f = self.round_dir(j) / 'round_summary.json'
+            if f.is_file():
+                points.append(read_json(f))
+        title = f'{self.exp_dir.parent.name}/{self.exp_dir.name}: {self.strategy.name}' + \
+            (' + CPSP' if self.opts.cpsp else '')
+        write_json({'points': points}, st.dir / 'al_curve.json')
+        save_curve_png(points, self.class_names, st.dir / 'al_curve.png', title)
+        write_json({'points': points}, self.exp_dir / 'al_curve.json')
+        save_curve_png(points, self.class_names, self.exp_dir / 'al_curve.png', title)
+        st.mark('round', {'mAP': summary['mAP'], 'labelled_boxes': summary['labelled_boxes']})
+        return summary
+
+
+def _selection_from_json(d: dict) -> Selection:
+    return Selection(strategy=d['strategy'], budget_boxes=d['budget_boxes'], frame_ids=d['frame_ids'],
+                     reserve=d['reserve'], scores=d['scores'], expected_boxes=d['expected_boxes'],
+                     info=d.get('info', {}))
+
+
+def run_active_learning(opts: RoundOptions) -> List[dict]:
+    return ActiveLearningRun(opts).run()
+

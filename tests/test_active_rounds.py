@@ -1,0 +1,295 @@
+"""tools/al_round.py end to end on a tiny synthetic pool (12 training frames, 4 val frames, a small
+PointPillars, 1 epoch): artifacts and budget accounting, entropy ranking, kill-and-resume,
+--force, leak test at the round level (with CPSP + CAL), bad input."""
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcdet_ext.active.rounds import ALInputError, RoundOptions, run_active_learning
+from pcdet_ext.datasets.kitti.kitti_label_io import read_label_file
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ['Car', 'Pedestrian', 'Cyclist']
+BUDGET = 15
+
+TINY_CFG = """_BASE_CONFIG_: {repo}/cfgs/kitti_models/pointpillar.yaml
+DATA_CONFIG:
+    DATA_PATH: {root}
+    POINT_CLOUD_RANGE: [0.0, -12.8, -3.0, 25.6, 12.8, 1.0]
+    DATA_PROCESSOR:
+        - NAME: mask_points_and_boxes_outside_range
+          REMOVE_OUTSIDE_BOXES: True
+        - NAME: shuffle_points
+          SHUFFLE_ENABLED: {{'train': True, 'test': False}}
+        - NAME: transform_points_to_voxels
+          VOXEL_SIZE: [0.4, 0.4, 4.0]
+          MAX_POINTS_PER_VOXEL: 8
+          MAX_NUMBER_OF_VOXELS: {{'train': 8000, 'test': 8000}}
+MODEL:
+    VFE: {{NUM_FILTERS: [16]}}
+    MAP_TO_BEV: {{NUM_BEV_FEATURES: 16}}
+    BACKBONE_2D: {{LAYER_NUMS: [1, 1, 1], NUM_FILTERS: [16, 16, 16], NUM_UPSAMPLE_FILTERS: [16, 16, 16]}}
+    POST_PROCESSING:
+        SCORE_THRESH: 0.0
+        NMS_CONFIG: {{NMS_PRE_MAXSIZE: 200, NMS_POST_MAXSIZE: 20}}
+OPTIMIZATION:
+    BATCH_SIZE_PER_GPU: 2
+    NUM_EPOCHS: 1
+ACTIVE_LEARNING:
+    INITIAL_BOXES: 20
+    SCORE_BATCH_SIZE: 4
+    CPSP:
+        EPOCHS: 2
+        REFRESH_INTERVAL: 1
+        NUM_SCENES: 4
+        OBJECTS_PER_SCENE: {{Car: 4, Pedestrian: 2, Cyclist: 2}}
+"""
+
+
+def _write_cfg(folder: Path, root: Path, name='tiny') -> str:
+    f = folder / 'cfgs' / 'al_tiny' / f'{name}.yaml'
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(TINY_CFG.format(repo=REPO, root=root))
+    return str(f)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    # the suite shares 2 cores with other jobs: one intra-op thread avoids oversubscription
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    from pcdet_ext.datasets.kitti.kitti_infos import create_kitti_infos
+    from pcdet_ext.datasets.synthetic import generate_dataset
+    base = tmp_path_factory.mktemp('al_rounds')
+    root = base / 'data'
+    generate_dataset(root, num_frames=16, seed=3, workers=1, progress=False, write_images=False)
+    create_kitti_infos(root, workers=1, progress=False, log=lambda *a: None)
+    (root / 'ImageSets' / 'empty.txt').write_text('')
+    return base, root, _write_cfg(base, root)
+
+
+def _opts(cfg, out, **kw):
+    kw.setdefault('budget_boxes', BUDGET)
+    return RoundOptions(cfg_file=cfg, output_root=str(out), workers=0, device='cpu', **kw)
+
+
+def _round_dir(out, k, tag='default', name='tiny'):
+    return Path(out) / 'output' / 'al_tiny' / name / tag / f'round_{k}'
+
+
+def _lines(p):
+    return [x for x in Path(p).read_text().split('\n') if x]
+
+
+def _true_boxes(root, fid):
+    names = read_label_file(root / 'training' / 'label_2' / f'{fid}.txt')['name']
+    return int(sum(n in CLASSES for n in names))
+
+
+@pytest.fixture(scope='module')
+def ref_random(data):
+    base, root, cfg = data
+    out = base / 'ref_random'
+    run_active_learning(_opts(cfg, out, strategy='random', rounds=2))
+    return out
+
+
+@pytest.fixture(scope='module')
+def ref_sssal(data):
+    base, root, cfg = data
+    out = base / 'ref_sssal'
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, final_round=True))
+    return out
+
+
+def test_random_rounds_artifacts_and_budget(data, ref_random):
+    _, root, _ = data
+    pool = _lines(root / 'ImageSets' / 'train.txt')
+    for k in (0, 1):
+        rd = _round_dir(ref_random, k)
+        start_lab = _lines(rd / 'start' / 'labelled.txt')
+        lab, unl = _lines(rd / 'labelled.txt'), _lines(rd / 'unlabelled.txt')
+        assert len(set(lab)) == len(lab) and sorted(lab + unl) == sorted(pool)
+        assert lab[:len(start_lab)] == start_lab
+        sel = json.loads((rd / 'selection.json').read_text())
+        assert sel['strategy'] == 'Random' and sorted(sel['scores']) == sorted(set(pool) - set(start_lab))
+        ann = json.loads((rd / 'annotation.json').read_text())
+        new = lab[len(start_lab):]
+        assert ann['frame_ids'] == new == (sel['frame_ids'] + sel['reserve'])[:len(new)]  # ranked order
+        # true boxes of the chosen classes, counted from the label files: over by < the last frame's boxes
+        true = [_true_boxes(root, f) for f in new]
+        assert ann['num_boxes'] == sum(true) and sum(true) >= BUDGET and sum(true) - true[-1] < BUDGET
+        report = json.loads((rd / 'pool.json').read_text())
+        assert report['labelled_boxes'] == sum(_true_boxes(root, f) for f in lab)
+        assert list(rd.glob('train/ckpt/checkpoint_epoch_1.pth'))
+        ev = json.loads((rd / 'eval.json').read_text())
+        assert 'mAP' in ev and 'Car_3d/moderate_R40' in ev['result']
+        assert (rd / 'al_curve.png').read_bytes()[:4] == b'\x89PNG'
+        assert (rd / 'done' / 'round.json').is_file()
+    r0, r1 = _round_dir(ref_random, 0), _round_dir(ref_random, 1)
+    assert _lines(r1 / 'start' / 'labelled.txt') == _lines(r0 / 'labelled.txt')
+    curve = json.loads((_round_dir(ref_random, 0).parent / 'al_curve.json').read_text())['points']
+    assert [p['round'] for p in curve] == [0, 1]
+    assert curve[0]['labelled_boxes'] >= 20 and curve[1]['labelled_boxes'] == curve[0]['next_round_labelled_boxes']
+
+
+def test_entropy_round_ranks_by_entropy(data):
+    base, root, cfg = data
+    out = base / 'entropy'
+    run_active_learning(_opts(cfg, out, strategy='entropy'))
+    rd = _round_dir(out, 0)
+    sel = json.loads((rd / 'selection.json').read_text())
+    from pcdet_ext.active import load_summaries
+    from pcdet_ext.active.strategies import binary_entropy
+    summ = load_summaries(rd / 'summaries.pkl')
+    assert any(s.num_boxes for s in summ.values()), 'the tiny model predicted no box at all'
+    ent = {f: float(binary_entropy(s.scores).mean()) if s.num_boxes else 0.0 for f, s in summ.items()}
+    ranked = sel['frame_ids'] + sel['reserve']
+    assert [round(sel['scores'][f], 6) for f in ranked] == sorted((round(ent[f], 6) for f in ranked), reverse=True)
+    assert len(set(ent.values())) > 1
+
+
+def test_kill_and_resume_matches_uninterrupted(data, ref_random):
+    base, root, cfg = data
+    out = base / 'killed'
+    rd = _round_dir(out, 0)
+    cmd = [sys.executable, str(REPO / 'tools' / 'al_round.py'), '--cfg_file', cfg, '--strategy', 'random',
+           '--budget_boxes', str(BUDGET), '--output_root', str(out), '--workers', '0', '--device', 'cpu']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO), env=env)
+    try:
+        deadline = time.time() + 90
+        while not (rd / 'done' / 'train.json').exists():  # killed while scoring the pool
+            assert proc.poll() is None, 'al_round subprocess died early'
+            assert time.time() < deadline, 'training did not finish in 90 s'
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (rd / 'done' / 'round.json').exists(), 'the round finished before it was killed'
+    ckpt = rd / 'train' / 'ckpt' / 'checkpoint_epoch_1.pth'
+    mtime = ckpt.stat().st_mtime
+    run_active_learning(_opts(cfg, out, strategy='random'))
+    assert ckpt.stat().st_mtime == mtime, 'the finished training stage was redone'
+    ref = _round_dir(ref_random, 0)
+    for name in ('labelled.txt', 'unlabelled.txt', 'start/labelled.txt'):
+        assert (rd / name).read_text() == (ref / name).read_text(), name
+    lab = _lines(rd / 'labelled.txt')
+    assert len(lab) == len(set(lab))
+    for name in ('pool.json', 'annotation.json'):
+        assert json.loads((rd / name).read_text()) == json.loads((ref / name).read_text())
+    sel, ref_sel = (json.loads((d / 'selection.json').read_text()) for d in (rd, ref))
+    assert sel['frame_ids'] + sel['reserve'] == ref_sel['frame_ids'] + ref_sel['reserve']
+    assert not [p for p in rd.rglob('*.tmp*')]
+
+
+def test_finished_round_needs_force(data, ref_random):
+    base, root, cfg = data
+    out = base / 'force'
+    shutil.copytree(ref_random, out)
+    rd = _round_dir(out, 0)
+    sel_file = rd / 'selection.json'
+    before = sel_file.read_text(), sel_file.stat().st_mtime
+    run_active_learning(_opts(cfg, out, strategy='random', rounds=2))  # same settings: nothing to do
+    assert (sel_file.read_text(), sel_file.stat().st_mtime) == before
+    with pytest.raises(ALInputError, match='refusing to overwrite'):
+        run_active_learning(_opts(cfg, out, strategy='entropy'))
+    assert (sel_file.read_text(), sel_file.stat().st_mtime) == before
+    assert _round_dir(out, 1).is_dir()
+    run_active_learning(_opts(cfg, out, strategy='entropy', force=True))
+    assert json.loads(sel_file.read_text())['strategy'] == 'Entropy'
+    assert not _round_dir(out, 1).exists(), '--force on round 0 must drop the rounds built on it'
+    # a done stage whose checkpoint vanished: a clear error, not a deep traceback
+    (rd / 'done' / 'round.json').unlink()
+    (rd / 'done' / 'eval.json').unlink()
+    (rd / 'train' / 'ckpt' / 'checkpoint_epoch_1.pth').unlink()
+    with pytest.raises(ALInputError, match='checkpoint .* is missing; use --force'):
+        run_active_learning(_opts(cfg, out, strategy='entropy'))
+
+
+def test_sssal_recipe_and_leak(data, ref_sssal):
+    """CAL over (labelled-only, CPSP) models + final round; then the same round on a copy of the
+    dataset where every frame that stays unlabelled has no label file: identical selection and banks."""
+    base, root, cfg = data
+    r0, r1 = _round_dir(ref_sssal, 0), _round_dir(ref_sssal, 1)
+    sel = json.loads((r0 / 'selection.json').read_text())
+    assert sel['strategy'] == 'CAL' and sel['info']['passes']
+    assert (r0 / 'cpsp' / 'cpsp_banks.pkl').is_file() and (r0 / 'cpsp' / 'banks_epoch_1.pkl').is_file()
+    assert json.loads((r1 / 'settings.json').read_text())['select'] is False
+    assert not (r1 / 'selection.json').exists() and (r1 / 'eval.json').is_file()
+    assert _lines(r1 / 'labelled.txt') == _lines(r0 / 'labelled.txt')
+    assert json.loads((r0 / 'eval.json').read_text())['ckpt'].endswith('cpsp/ckpt/checkpoint_epoch_2.pth')
+
+    leak_root = base / 'data_leak'
+    # without the dataset's full-pool infos and gt database either (they hold every frame's labels)
+    shutil.copytree(root, leak_root,
+                    ignore=shutil.ignore_patterns('gt_database', 'kitti_dbinfos_*', 'kitti_infos_train*'))
+    never = _lines(r0 / 'unlabelled.txt')
+    assert never
+    for f in never:
+        (leak_root / 'training' / 'label_2' / f'{f}.txt').unlink()
+    leak_cfg = _write_cfg(base / 'leak', leak_root)
+    out = base / 'leak_out'
+    run_active_learning(_opts(leak_cfg, out, strategy='cal', cpsp=True))
+    lr0 = _round_dir(out, 0)
+    assert json.loads((lr0 / 'selection.json').read_text()) == sel
+    for name in ('labelled.txt', 'unlabelled.txt', 'pool.json'):
+        assert (lr0 / name).read_text() == (r0 / name).read_text()
+    from pcdet_ext.active import CPSPBanks
+    a, b = (CPSPBanks.load(d / 'cpsp' / 'cpsp_banks.pkl') for d in (r0, lr0))
+    assert a.counts() == b.counts()
+    assert json.loads((lr0 / 'eval.json').read_text())['mAP'] == json.loads((r0 / 'eval.json').read_text())['mAP']
+
+
+def test_frame_summary_accepts_a_frame_without_boxes():
+    """An untrained model often predicts nothing; the hook then hands over empty arrays."""
+    from pcdet_ext.active import FrameSummary
+    s = FrameSummary('000000', np.zeros((0, 7)), np.zeros(0), np.zeros(0), np.zeros(0),
+                     box_features=np.zeros(0), frame_feature=np.zeros(8), box_num_points=np.zeros(0))
+    assert s.num_boxes == 0 and s.cls_probs.shape == (0, 0) and s.box_features.shape == (0, 0)
+    s = FrameSummary('000000', np.zeros((0, 7)), np.zeros(0), np.zeros(0), np.zeros((0, 3)),
+                     box_features=np.zeros((0, 16)))
+    assert s.cls_probs.shape == (0, 3) and s.box_features.shape == (0, 16)
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location('al_round_cli', REPO / 'tools' / 'al_round.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--strategy', 'no_such_strategy'], 'unknown query strategy'),
+    (['--strategy', 'random', '--budget_boxes', '0'], 'smaller than one frame'),
+    (['--strategy', 'random', '--pretrained_model', 'missing.pth'], 'does not exist'),
+    (['--strategy', 'random', '--round', '3'], 'round 2 is not finished'),
+    (['--strategy', 'random', '--set', 'DATA_CONFIG.DATA_SPLIT.train', 'empty'], 'the pool is empty'),
+    (['--recipe', 'sssal', '--strategy', 'entropy'], 'uses --strategy cal'),
+])
+def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message):
+    _, _, cfg = data
+    argv = ['--cfg_file', cfg, '--budget_boxes', '5', '--output_root', str(tmp_path), '--device', 'cpu', *extra]
+    if '--budget_boxes' in extra:
+        argv = argv[:2] + argv[4:]
+    assert _cli().main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.rglob('round_*'))

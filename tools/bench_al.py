@@ -1,0 +1,281 @@
+"""Active-learning benchmark on a synthetic pool: mAP (Car / Pedestrian / Cyclist, AP3D R40
+moderate, val split) against labelled boxes for several strategies, with the fully labelled pool
+as the upper bound. Writes <out>/bench_al.json, a PNG of the curves and a markdown report.
+
+    # full size (hours on a 2-core CPU; minutes per round on a GPU):
+    python tools/bench_al.py --frames 400 --seeds 0 1 2 --rounds 2 \\
+        --initial_frac 0.01 --budget_frac 0.005 --doc docs/benchmarks_al.md
+    # smoke (plumbing check, a tiny PointPillars, seconds):
+    python tools/bench_al.py --smoke --out /tmp/bench_al_smoke --doc /tmp/bench_al_smoke/benchmarks_al.md
+
+Every run goes through tools/al_round.py's driver (pcdet_ext.active.rounds), so a killed benchmark
+resumes where it stopped when re-run with the same arguments. Strategies: random, entropy,
+mc_dropout, coreset, badge, crb, cal, and `<name>+cpsp` (CPSP pre-training; cal+cpsp is S-SSAL).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import numpy as np  # noqa: E402
+
+from pcdet_ext.active.al_curve import map_from_eval  # noqa: E402
+from pcdet_ext.active.rounds import ALInputError, RoundOptions, run_active_learning  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ['Car', 'Pedestrian', 'Cyclist']
+DEFAULT_STRATEGIES = ['random', 'entropy', 'coreset', 'crb', 'cal', 'cal+cpsp']
+
+# A tiny PointPillars on a 25.6 m x 25.6 m range: the smoke run proves the plumbing, not accuracy.
+SMOKE_CFG = """_BASE_CONFIG_: {repo}/cfgs/kitti_models/pointpillar.yaml
+DATA_CONFIG:
+    DATA_PATH: {data}
+    POINT_CLOUD_RANGE: [0.0, -12.8, -3.0, 25.6, 12.8, 1.0]
+    DATA_PROCESSOR:
+        - NAME: mask_points_and_boxes_outside_range
+          REMOVE_OUTSIDE_BOXES: True
+        - NAME: shuffle_points
+          SHUFFLE_ENABLED: {{'train': True, 'test': False}}
+        - NAME: transform_points_to_voxels
+          VOXEL_SIZE: [0.4, 0.4, 4.0]
+          MAX_POINTS_PER_VOXEL: 8
+          MAX_NUMBER_OF_VOXELS: {{'train': 8000, 'test': 8000}}
+MODEL:
+    VFE: {{NUM_FILTERS: [16]}}
+    MAP_TO_BEV: {{NUM_BEV_FEATURES: 16}}
+    BACKBONE_2D: {{LAYER_NUMS: [1, 1, 1], NUM_FILTERS: [16, 16, 16], NUM_UPSAMPLE_FILTERS: [16, 16, 16]}}
+    POST_PROCESSING:
+        SCORE_THRESH: 0.0
+        NMS_CONFIG: {{NMS_PRE_MAXSIZE: 200, NMS_POST_MAXSIZE: 20}}
+OPTIMIZATION:
+    BATCH_SIZE_PER_GPU: 2
+ACTIVE_LEARNING:
+    SCORE_BATCH_SIZE: 4
+    MC_PASSES: 2
+    CPSP:
+        REFRESH_INTERVAL: 1
+        NUM_SCENES: 4
+        OBJECTS_PER_SCENE: {{Car: 4, Pedestrian: 2, Cyclist: 2}}
+"""
+
+FULL_CFG = """_BASE_CONFIG_: {base}
+DATA_CONFIG:
+    DATA_PATH: {data}
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--cfg_file', default='cfgs/sssal/second_synthetic.yaml', help='detector + ACTIVE_LEARNING config')
+    p.add_argument('--smoke', action='store_true', help='tiny PointPillars, 16 frames, 1 epoch (plumbing check)')
+    p.add_argument('--frames', type=int, default=None, help='synthetic frames (train pool + val), default 400 (smoke 16)')
+    p.add_argument('--data', default=None, help='dataset folder (default <out>/data)')
+    p.add_argument('--out', default='output/bench_al', help='output folder')
+    p.add_argument('--strategies', nargs='+', default=DEFAULT_STRATEGIES)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--rounds', type=int, default=2, help='selection rounds after the initial set')
+    p.add_argument('--initial_frac', type=float, default=None,
+                   help='initial set, share of the pool\'s boxes (default 0.01; smoke 0.15)')
+    p.add_argument('--budget_frac', type=float, default=None,
+                   help='boxes per round, share of the pool\'s boxes (default 0.005; smoke 0.1)')
+    p.add_argument('--epochs', type=int, default=None, help='epochs per training (default: the config\'s; smoke 1)')
+    p.add_argument('--cpsp_epochs', type=int, default=None, help='CPSP epochs (default: the config\'s; smoke 2)')
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--no_upper_bound', action='store_true', help='skip the fully labelled training')
+    p.add_argument('--doc', default=None, help='markdown report to write (e.g. docs/benchmarks_al.md)')
+    return p.parse_args(argv)
+
+
+def prepare_data(data: Path, frames: int, seed: int = 0) -> dict:
+    from pcdet_ext.datasets.kitti.kitti_infos import create_kitti_infos
+    from pcdet_ext.datasets.synthetic import generate_dataset
+    generate_dataset(data, num_frames=frames, seed=seed, workers=1, progress=True, write_images=False)
+    if not (data / 'kitti_infos_val.pkl').is_file() or not (data / 'kitti_infos_train.pkl').is_file():
+        create_kitti_infos(data, workers=1, progress=True)
+    return pool_stats(data)
+
+
+def pool_stats(data: Path) -> dict:
+    """Boxes of the chosen classes in the pool (the benchmark's yardstick; the AL runs never read
+    these labels, they go through the oracle)."""
+    import pickle
+    with open(data / 'kitti_infos_train.pkl', 'rb') as f:
+        infos = pickle.load(f)
+    per_class = {c: 0 for c in CLASSES}
+    for info in infos:
+        for n in info['annos']['name']:
+            if n in per_class:
+                per_class[str(n)] += 1
+    return {'frames': len(infos), 'boxes': int(sum(per_class.values())), 'boxes_per_class': per_class}
+
+
+def write_cfg(out: Path, data: Path, base: str, smoke: bool) -> str:
+    f = out / 'cfgs' / 'bench_al' / ('smoke.yaml' if smoke else Path(base).name)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    text = SMOKE_CFG.format(repo=REPO, data=data.resolve()) if smoke else \
+        FULL_CFG.format(base=Path(base).resolve(), data=data.resolve())
+    f.write_text(text)
+    return str(f)
+
+
+def upper_bound(cfg: str, out: Path, args) -> dict:
+    """The detector trained on every pool frame with its labels (same schedule)."""
+    marker = out / 'full_pool.json'
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    import pcdet_ext.active  # noqa: F401  (ACTIVE_LEARNING is informational for the training tool)
+    from pcdet_ext.runtime import train_tool
+    argv = ['--cfg_file', cfg, '--output_root', str(out), '--extra_tag', 'full_pool', '--workers', str(args.workers),
+            '--device', args.device, '--fix_random_seed', '--max_ckpt_save_num', '2']
+    if args.epochs:
+        argv += ['--epochs', str(args.epochs)]
+    t0 = time.time()
+    ret = train_tool.main(argv)
+    res = {'wall_s': time.time() - t0, **map_from_eval(ret['eval'], CLASSES)}
+    marker.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def run_strategy(cfg: str, out: Path, name: str, seed: int, initial: int, budget: int, args) -> dict:
+    strategy, _, extra = name.partition('+')
+    if extra not in ('', 'cpsp'):
+        raise ALInputError(f'--strategies: {name!r}: only "+cpsp" may follow a strategy name')
+    t0 = time.time()
+    rounds = run_active_learning(RoundOptions(
+        cfg_file=cfg, strategy=strategy, cpsp=extra == 'cpsp', budget_boxes=budget, initial_boxes=initial,
+        rounds=args.rounds, final_round=True, extra_tag=f'{name.replace("+", "_")}_s{seed}', epochs=args.epochs,
+        cpsp_epochs=args.cpsp_epochs, seed=seed, workers=args.workers, device=args.device, output_root=str(out)))
+    return {'strategy': name, 'seed': seed, 'wall_s': time.time() - t0,
+            'points': [{k: r.get(k) for k in ('round', 'labelled_boxes', 'labelled_frames', 'mAP', *CLASSES)}
+                       for r in rounds]}
+
+
+def aggregate(runs: list) -> dict:
+    """Per strategy and round: mean labelled boxes, mean / std mAP over seeds."""
+    table = {}
+    for r in runs:
+        for p in r['points']:
+            table.setdefault(r['strategy'], {}).setdefault(p['round'], []).append(p)
+    out = {}
+    for s, rounds in table.items():
+        out[s] = []
+        for k in sorted(rounds):
+            ps = rounds[k]
+            out[s].append({'round': k, 'labelled_boxes': float(np.mean([p['labelled_boxes'] for p in ps])),
+                           'mAP': float(np.mean([p['mAP'] for p in ps])),
+                           'mAP_std': float(np.std([p['mAP'] for p in ps])), 'seeds': len(ps),
+                           **{c: float(np.mean([p.get(c) or 0.0 for p in ps])) for c in CLASSES}})
+    return out
+
+
+def save_png(agg: dict, ub: dict, pool: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for s, pts in agg.items():
+        xs = [100.0 * p['labelled_boxes'] / max(pool['boxes'], 1) for p in pts]
+        ax.errorbar(xs, [p['mAP'] for p in pts], yerr=[p['mAP_std'] for p in pts], marker='o', capsize=3, label=s)
+    if ub:
+        ax.axhline(ub['mAP'], color='k', ls='--', label='fully labelled')
+    ax.set_xlabel('labelled boxes (% of the pool)')
+    ax.set_ylabel('mAP, AP3D R40 moderate (%)')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_doc(path: Path, report: dict, png: Path) -> None:
+    pool, ub, agg = report['pool'], report['upper_bound'], report['curves']
+    lines = ['# Active-learning benchmark (synthetic pool)', '']
+    if report['smoke']:
+        lines += ['**Smoke run**: a tiny PointPillars, 1 epoch, a 16-frame dataset. It proves the benchmark runs '
+                  'end to end; its numbers say nothing about the strategies.', '']
+    lines += [f'Generated by `{report["command"]}`', '',
+              f'* machine: {report["machine"]}', f'* date: {report["date"]}',
+              f'* pool: {pool["frames"]} frames, {pool["boxes"]} boxes ({pool["boxes_per_class"]}); '
+              f'val: KITTI-format synthetic val split',
+              f'* schedule: initial {report["initial_boxes"]} boxes ({report["args"]["initial_frac"]:.1%}), '
+              f'{report["budget_boxes"]} boxes per round ({report["args"]["budget_frac"]:.1%}), '
+              f'{report["args"]["rounds"]} selection rounds + a final round; epochs {report["args"]["epochs"] or "cfg"}, '
+              f'CPSP epochs {report["args"]["cpsp_epochs"] or "cfg"}; seeds {report["args"]["seeds"]}',
+              f'* detector config: `{report["args"]["cfg_file"] if not report["smoke"] else "tiny PointPillars (smoke)"}`',
+              f'* wall time: {report["wall_s"]:.0f} s in all', '']
+    if ub:
+        lines += [f'Fully labelled upper bound: mAP {ub["mAP"]:.2f} '
+                  f'(Car {ub.get("Car", float("nan")):.2f}, Pedestrian {ub.get("Pedestrian", float("nan")):.2f}, '
+                  f'Cyclist {ub.get("Cyclist", float("nan")):.2f}), {ub["wall_s"]:.0f} s.', '']
+    lines += ['| strategy | round | labelled boxes | % of pool | mAP (mean ± std) | Car | Ped | Cyc | / upper bound |',
+              '|---|---|---|---|---|---|---|---|---|']
+    for s, pts in agg.items():
+        for p in pts:
+            rel = f'{p["mAP"] / ub["mAP"]:.2f}' if ub and ub['mAP'] > 0 else '-'
+            lines.append(f'| {s} | {p["round"]} | {p["labelled_boxes"]:.0f} | '
+                         f'{100 * p["labelled_boxes"] / max(pool["boxes"], 1):.2f} | {p["mAP"]:.2f} ± {p["mAP_std"]:.2f} | '
+                         f'{p["Car"]:.2f} | {p["Pedestrian"]:.2f} | {p["Cyclist"]:.2f} | {rel} |')
+    lines += ['', f'![AP vs labelled boxes]({os.path.relpath(png, path.parent)})', '']
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('\n'.join(lines))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.time()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    frames = args.frames or (16 if args.smoke else 400)
+    if args.smoke:
+        args.epochs = args.epochs or 1
+        args.cpsp_epochs = args.cpsp_epochs or 2
+    if args.initial_frac is None:
+        args.initial_frac = 0.15 if args.smoke else 0.01
+    if args.budget_frac is None:
+        args.budget_frac = 0.1 if args.smoke else 0.005
+    data = Path(args.data).resolve() if args.data else out / 'data'
+    try:
+        pool = prepare_data(data, frames)
+        initial = max(1, int(round(args.initial_frac * pool['boxes'])))
+        budget = max(1, int(round(args.budget_frac * pool['boxes'])))
+        cfg = write_cfg(out, data, args.cfg_file, args.smoke)
+        ub = {} if args.no_upper_bound else upper_bound(cfg, out, args)
+        runs = [run_strategy(cfg, out, s, seed, initial, budget, args) for s in args.strategies for seed in args.seeds]
+    except ALInputError as e:
+        print(f'bench_al.py: error: {e}', file=sys.stderr)
+        return 2
+    agg = aggregate(runs)
+    import torch
+    report = {'smoke': args.smoke, 'args': vars(args), 'command': 'python tools/bench_al.py ' + ' '.join(argv or sys.argv[1:]),
+              'machine': f'{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, '
+                         f'torch {torch.__version__}, device {args.device}'
+                         + (f' ({torch.cuda.get_device_name(0)})' if torch.cuda.is_available() else ''),
+              'date': time.strftime('%Y-%m-%d'), 'pool': pool, 'initial_boxes': initial, 'budget_boxes': budget,
+              'upper_bound': ub, 'runs': runs, 'curves': agg, 'wall_s': time.time() - t0}
+    (out / 'bench_al.json').write_text(json.dumps(report, indent=1))
+    png = (Path(args.doc).parent if args.doc else out) / 'benchmarks_al.png'
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_png(agg, ub, pool, png, f'AL on a {pool["frames"]}-frame synthetic pool' + (' (smoke)' if args.smoke else ''))
+    if args.doc:
+        write_doc(Path(args.doc), report, png)
+    print(f'{"strategy":>12} {"round":>5} {"boxes":>7} {"mAP":>7}')
+    for s, pts in agg.items():
+        for p in pts:
+            print(f'{s:>12} {p["round"]:>5} {p["labelled_boxes"]:>7.0f} {p["mAP"]:>7.2f}')
+    if ub:
+        print(f'{"full pool":>12} {"":>5} {pool["boxes"]:>7} {ub["mAP"]:>7.2f}')
+    print(f'wrote {out / "bench_al.json"}, {png}' + (f', {args.doc}' if args.doc else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
