@@ -1,18 +1,23 @@
 """Install pcdet_ext. Compiled ops (C++/OpenMP, and CUDA when torch has CUDA) are optional:
 when they cannot be built, install still succeeds and the pure-PyTorch references are used."""
 import os
-import sys
 
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def _ext_modules_and_cmdclass():
     # Build logic lives next to the kernels; it never raises (falls back and says why).
+    # Load build_ext.py by path: importing the pcdet_ext package would need its runtime
+    # dependencies (numpy ...), which pip may not have installed yet when it runs setup.py.
     try:
-        from pcdet_ext.ops.build_ext import get_extensions
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            '_pcdet_ext_build_ext', os.path.join(HERE, 'pcdet_ext', 'ops', 'build_ext.py'))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        get_extensions = mod.get_extensions
     except Exception as e:  # noqa: BLE001 - any import problem just means no compiled ops
         print(f'[pcdet_ext] compiled ops skipped: {e}')
         return [], {}
