@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pcdet_ext.config import ConfigDict
-from pcdet_ext.models import load_data_to_device
+from pcdet_ext.runtime.batch import load_data_to_gpu
 from pcdet_ext.models import post_processing as pp
 from pcdet_ext.models.box_coders import ResidualCoder, build_box_coder
 from pcdet_ext.models.dense_heads.target_assigner import AnchorGenerator, AxisAlignedTargetAssigner
@@ -220,7 +220,7 @@ def test_load_data_to_device_converts_arrays():
     batch = {'voxels': np.zeros((2, 5, 4), np.float32), 'voxel_coords': np.zeros((2, 4), np.int32),
              'frame_id': np.array(['000001']), 'image_shape': np.array([[375, 1242]]), 'batch_size': 1,
              'gt_names': np.array(['Car'], dtype=object)}
-    load_data_to_device(batch, device='cpu')
+    load_data_to_gpu(batch, device='cpu')
     assert batch['voxels'].dtype == torch.float32 and batch['voxel_coords'].dtype == torch.float32
     assert batch['image_shape'].dtype == torch.int32
     assert isinstance(batch['frame_id'], np.ndarray) and isinstance(batch['gt_names'], np.ndarray)

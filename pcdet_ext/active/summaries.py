@@ -206,7 +206,7 @@ def score_pool(model, dataloader, mc_passes: int = 0, dropout_p: float = 0.2, se
                          'frames are never opened for labels); build it with build_label_free_dataloader')
     if mc_passes < 0:
         raise ValueError(f'score_pool: mc_passes must be >= 0, got {mc_passes}')
-    from ..models import load_data_to_device
+    from ..runtime.batch import load_data_to_gpu
     device = next(model.parameters()).device
     model.eval()
     result: Summaries = {}
@@ -215,7 +215,7 @@ def score_pool(model, dataloader, mc_passes: int = 0, dropout_p: float = 0.2, se
         from tqdm import tqdm
         it = tqdm(dataloader, desc='scoring pool', leave=False)
     for batch_dict in it:
-        load_data_to_device(batch_dict, device=device)
+        load_data_to_gpu(batch_dict, device)
         base = dict(batch_dict)  # the inputs, before modules add their outputs
         pred_dicts, _ = model.forward_with_box_features(batch_dict)
         frames = summaries_from_predictions(batch_dict, pred_dicts)
