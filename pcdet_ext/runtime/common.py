@@ -89,3 +89,27 @@ def split_batch(total: Optional[int], per_gpu_default: int, world: int) -> int:
     if total % world != 0:
         raise SystemExit(f'--batch_size {total} must be divisible by the number of processes ({world})')
     return total // world
+
+
+def start_run(args, build_dataloader_fn=None, build_network_fn=None):
+    """Shared prologue of the train and test tools: config, device, builders, distributed set-up.
+
+    Returns (cfg, device, build_dataloader_fn, build_network_fn, distributed, world, rank).
+    """
+    import torch
+    from . import dist as dist_utils
+    cfg = load_config(args)
+    device = resolve_device(args.device)
+    if build_dataloader_fn is None or build_network_fn is None:
+        bd, bn = default_builders()
+        build_dataloader_fn = build_dataloader_fn or bd
+        build_network_fn = build_network_fn or bn
+    distributed = args.launcher == 'pytorch'
+    if distributed:
+        world, rank = dist_utils.init_dist_pytorch(args.tcp_port, args.local_rank or 0, device=str(device))
+        if device.type == 'cuda':
+            device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        world, rank = 1, 0
+    cfg.LOCAL_RANK = rank
+    return cfg, device, build_dataloader_fn, build_network_fn, distributed, world, rank

@@ -12,8 +12,8 @@ import torch
 from ..config import check_unused_keys, log_config_to_file
 from . import dist as dist_utils
 from .checkpoint import list_checkpoints, load_params_from_file
-from .common import (TRAIN_ONLY_KEYS, add_common_args, default_builders, load_config, output_dir_for,
-                     resolve_device, resolve_root_path, split_batch, timestamp)
+from .common import (TRAIN_ONLY_KEYS, add_common_args, output_dir_for, start_run,
+                     resolve_root_path, split_batch, timestamp)
 from .eval_loop import eval_one_epoch, eval_settings
 from .logger import close_logger, create_logger, create_tb_writer
 
@@ -78,20 +78,8 @@ def repeat_eval_ckpt(model, test_loader, args, settings, eval_output_dir, logger
 
 def main(argv=None, build_dataloader_fn=None, build_network_fn=None) -> dict:
     args = build_parser().parse_args(argv)
-    cfg = load_config(args)
-    device = resolve_device(args.device)
-    if build_dataloader_fn is None or build_network_fn is None:
-        bd, bn = default_builders()
-        build_dataloader_fn = build_dataloader_fn or bd
-        build_network_fn = build_network_fn or bn
-    dist_test = args.launcher == 'pytorch'
-    if dist_test:
-        world, rank = dist_utils.init_dist_pytorch(args.tcp_port, args.local_rank or 0, device=str(device))
-        if device.type == 'cuda':
-            device = torch.device('cuda', torch.cuda.current_device())
-    else:
-        world, rank = 1, 0
-    cfg.LOCAL_RANK = rank
+    cfg, device, build_dataloader_fn, build_network_fn, dist_test, world, rank = start_run(
+        args, build_dataloader_fn, build_network_fn)
     batch_size = split_batch(args.batch_size, cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU, world)
     class_names = list(cfg.CLASS_NAMES)
     settings = eval_settings(cfg.get('MODEL'))

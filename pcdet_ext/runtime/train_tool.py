@@ -9,15 +9,14 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..config import check_unused_keys, log_config_to_file
 from . import dist as dist_utils
 from .checkpoint import load_params_from_file, load_params_with_optimizer, resume_latest
 from .batch import model_fn_decorator
-from .common import (add_common_args, default_builders, load_config, output_dir_for, resolve_device,
-                     resolve_root_path, split_batch, timestamp)
+from .common import (add_common_args, output_dir_for, resolve_root_path, split_batch, start_run,
+                     timestamp)
 from .eval_loop import eval_one_epoch, eval_settings
 from .logger import close_logger, create_logger, create_tb_writer
 from .optimization import build_optimizer, build_scheduler
@@ -42,21 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None, build_dataloader_fn=None, build_network_fn=None) -> dict:
     """Run training; returns {output_dir, ckpt_dir, start_epoch, epochs, eval, rank, model}."""
     args = build_parser().parse_args(argv)
-    cfg = load_config(args)
-    device = resolve_device(args.device)
-    if build_dataloader_fn is None or build_network_fn is None:
-        bd, bn = default_builders()
-        build_dataloader_fn = build_dataloader_fn or bd
-        build_network_fn = build_network_fn or bn
-
-    dist_train = args.launcher == 'pytorch'
-    if dist_train:
-        world, rank = dist_utils.init_dist_pytorch(args.tcp_port, args.local_rank or 0, device=str(device))
-        if device.type == 'cuda':
-            device = torch.device('cuda', torch.cuda.current_device())
-    else:
-        world, rank = 1, 0
-    cfg.LOCAL_RANK = rank
+    cfg, device, build_dataloader_fn, build_network_fn, dist_train, world, rank = start_run(
+        args, build_dataloader_fn, build_network_fn)
 
     # keys only the tools read: read them now, before the unused-key check
     optim_cfg = cfg.OPTIMIZATION
