@@ -108,6 +108,18 @@ class ALPIAnnotator(nn.Module):
         self.loss_weights = {**_DEFAULT_WEIGHTS, **{k: float(v) for k, v in weights.items()}}
         self.projection_mode = str(loss_cfg.get('PROJECTION_LOSS', 'depth_invariant'))
         self.use_size_prior_loss = bool(loss_cfg.get('USE_SIZE_PRIOR_LOSS', False))
+        # Box regression of 3D-supervised samples on every anchor within REG_RADIUS m of the
+        # target (not only the objectness positives): at labelling time the top anchor of a real
+        # object may sit a few metres off (its objectness is learnt from the 2D depth hint).
+        self.reg_radius = float(loss_cfg.get('REG_RADIUS', 0.0))
+        # 2D loss on 'top' (the top-objectness anchor only) or 'positive' anchors too; PROJ_2D_GRAD
+        # 'centre' lets it move only the centre (heading and size are learnt from 3D targets and
+        # the size prior), 'all' lets it move every box parameter.
+        self.proj_2d_anchors = str(loss_cfg.get('PROJ_2D_ANCHORS', 'positive'))
+        self.proj_2d_grad = str(loss_cfg.get('PROJ_2D_GRAD', 'all'))
+        if self.proj_2d_anchors not in ('top', 'positive') or self.proj_2d_grad not in ('all', 'centre'):
+            raise ValueError(f"MODEL.LOSS_CONFIG: PROJ_2D_ANCHORS must be 'top' or 'positive' and PROJ_2D_GRAD "
+                             f"'all' or 'centre', got {self.proj_2d_anchors!r}, {self.proj_2d_grad!r}")
 
         # point MLP over (x, y, z - z_k, |z|/scale, features); a slice feature is its max-pool
         # plus log(1 + count), then the class one-hot and the anchor depth.
@@ -223,7 +235,10 @@ class ALPIAnnotator(nn.Module):
         total = w['objectness'] * obj_l
 
         has3d = batch_dict['box3d_mask'] > 0.5
-        rows, cols = torch.nonzero(pos & has3d[:, None], as_tuple=True)
+        reg = pos
+        if self.reg_radius > 0:
+            reg = pos | ((self.anchors[None] - batch_dict['box3d'][:, 2:3]).abs() <= self.reg_radius)
+        rows, cols = torch.nonzero(reg & has3d[:, None], as_tuple=True)
         if rows.numel():
             gt = batch_dict['box3d'][rows]
             centre_l = smooth_l1(pred['centre'][rows, cols] - gt[:, 0:3], 1.0 / 9).sum(dim=1).mean()
@@ -246,12 +261,14 @@ class ALPIAnnotator(nn.Module):
         stype = batch_dict['sample_type'].long()
         real = (stype == REAL) | (stype == PSEUDO)
         top = pred['objectness'].argmax(dim=1)
-        sel = pos.clone()
+        sel = pos.clone() if self.proj_2d_anchors == 'positive' else torch.zeros_like(pos)
         sel[torch.arange(sel.shape[0], device=sel.device), top] = True
         rows2, cols2 = torch.nonzero(sel & real[:, None], as_tuple=True)
         if rows2.numel() and w['proj_2d'] > 0:
             box = pred['boxes'][rows2, cols2].clone()
             box[:, 3:6] = decode_size(pred['size_res'][rows2, cols2], pred['prior'][rows2, cols2])
+            if self.proj_2d_grad == 'centre':
+                box = torch.cat([box[:, :3], box[:, 3:].detach()], dim=1)
             proj_l = box_projection_loss(self.to_lidar(box, batch_dict, rows2), batch_dict['lidar_to_rect'][rows2],
                                          batch_dict['P2'][rows2], batch_dict['box2d'][rows2], mode=self.projection_mode)
             total = total + w['proj_2d'] * proj_l

@@ -21,7 +21,12 @@ Config keys (DATA_CONFIG): DATASET, DATA_PATH, DATA_SPLIT {train, test}, LABEL_D
 DETECTIONS_FILE None, MIN_SCORE 0, NUM_POINT_FEATURES 4 (columns of the .bin files),
 SIZE_PRIORS, FRUSTUM {FrustumExtractor keys}, PROXY {ProxyGenerator keys}, PSEUDO_LABELS None
 (a pickle {(frame_id, obj_index): {'box_lidar', 'score'}} of kept pseudo-labels),
-CANDIDATE_POINTS 4096, PROGRESS True.
+CANDIDATE_POINTS 4096, PROGRESS True, UPPER_BOUND_3D_LABELS False.
+
+UPPER_BOUND_3D_LABELS (benchmarks only, never the default): the 3D ground truth of every real
+object is read from the label files and used as its 3D target, as if every object were a proxy.
+It is the fully supervised upper bound the weak annotator is compared with (tools/bench_alpi.py);
+it is the one place in the ALPI wing that reads 3D fields, and only when this key is True.
 """
 from __future__ import annotations
 
@@ -89,6 +94,33 @@ class FrameReader:
         return read_image_shape(str(self.split_dir / 'image_2' / f'{fid}.png'))
 
 
+def read_upper_bound_3d_labels(root: Path, frame_ids: List[str], labels: Dict[str, List[WeakLabel]],
+                               reader: 'FrameReader', label_dir: str = 'label_2') -> Dict[tuple, dict]:
+    """UPPER-BOUND MODE ONLY: {(frame_id, obj_index): {'box_lidar', 'score'}} from the 3D fields
+    of the label files, for the weak labels given (same obj_index counting as the weak reader)."""
+    from ..geometry import boxes3d_kitti_camera_to_lidar
+    out = {}
+    for fid in frame_ids:
+        if not labels.get(fid):
+            continue
+        path = reader.split_dir / label_dir / f'{fid}.txt'
+        lines = [ln.split() for ln in path.read_text().splitlines() if ln.split()]
+        calib = reader.calib(fid)
+        for lab in labels[fid]:
+            tok = lines[lab.obj_index]
+            try:
+                h, w, l, x, y, z, ry = (float(v) for v in tok[8:15])
+            except (ValueError, IndexError):
+                raise ValueError(f'{path}: line {lab.obj_index + 1} has no 3D fields; '
+                                 f'UPPER_BOUND_3D_LABELS needs full KITTI labels') from None
+            if h <= 0 or w <= 0 or l <= 0:
+                raise ValueError(f'{path}: line {lab.obj_index + 1} has unknown 3D fields (dimensions {h, w, l}); '
+                                 f'UPPER_BOUND_3D_LABELS needs full KITTI labels')
+            box = boxes3d_kitti_camera_to_lidar(np.array([[x, y, z, l, h, w, ry]]), calib)[0]
+            out[(fid, lab.obj_index)] = {'box_lidar': box, 'score': 1.0}
+    return out
+
+
 def load_weak_labels(root: Path, frame_ids: List[str], class_names, priors: SizePriors, label_dir: str = 'label_2',
                      detections_file: Optional[str] = None, min_score: float = 0.0, reader: FrameReader = None
                      ) -> Tuple[Dict[str, List[WeakLabel]], ReadReport]:
@@ -142,6 +174,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
         pseudo_path = cfg.get('PSEUDO_LABELS', None)
         self.candidate_points = int(cfg.get('CANDIDATE_POINTS', 4096))
         self.progress = bool(cfg.get('PROGRESS', True))
+        self.upper_bound_3d = bool(cfg.get('UPPER_BOUND_3D_LABELS', False))
         if pseudo_labels is None and pseudo_path:
             if not os.path.isfile(str(pseudo_path)):
                 raise FileNotFoundError(f'DATA_CONFIG.PSEUDO_LABELS: {pseudo_path} not found')
@@ -155,6 +188,10 @@ class ALPIFrustumDataset(torch_data.Dataset):
         self.labels, self.report = load_weak_labels(self.root_path, self.frame_ids, self.class_names,
                                                     self.size_priors, self.label_dir, self.detections_file,
                                                     self.min_score, self.reader)
+        if self.upper_bound_3d and training:
+            # benchmark upper bound: 3D ground truth replaces every pseudo-label (see module doc)
+            self.pseudo_labels = read_upper_bound_3d_labels(self.root_path, self.frame_ids, self.labels,
+                                                            self.reader, self.label_dir)
         self._build()
         if self.logger is not None:
             self.logger.info(f'ALPIFrustumDataset ({self.split}, {"train" if training else "label"}): '
