@@ -156,3 +156,52 @@ def test_pseudo_labelled_and_pasted_instances(synth_root):
             assert it['box3d_mask'] == 1
             # the target box's centre lies on (near) the frustum axis: it is the object the box was cut for
             assert np.hypot(it['box3d'][0], it['box3d'][1]) < 0.25 * it['box3d'][2]
+
+
+@pytest.mark.parametrize('mode,size_moves,heading_moves', [
+    ('all', True, True), ('centre_heading', False, True), ('centre', False, False),
+    ({c: 'centre_heading' for c in CLASSES}, False, True), ({'Car': 'centre'}, True, True)])
+def test_proj_2d_grad_routes_the_2d_loss(train_set, mode, size_moves, heading_moves):
+    """PROJ_2D_GRAD decides which box parameters the 2D loss may move (the size head's output
+    rows of the last conv get no gradient from it unless 'all')."""
+    weights = {k: 0.0 for k in ('objectness', 'center', 'heading_cls', 'heading_res', 'size', 'corner', 'size_prior')}
+    cfg = {**TINY_MODEL, 'LOSS_CONFIG': {'WEIGHTS': {**weights, 'proj_2d': 1.0}, 'PROJ_2D_GRAD': mode}}
+    torch.manual_seed(0)
+    model = ALPIAnnotator(ConfigDict(cfg), 3, train_set)
+    model.train()
+    real = [i for i in range(len(train_set)) if train_set.items[i][0] == 'real'][:12]
+    batch = load_data_to_gpu(train_set.collate_batch([train_set[i] for i in real]), 'cpu')
+    ret, tb, _ = model(batch)
+    ret['loss'].backward()
+    nb = model.num_heading_bin
+    g = model.head.weight.grad[:, :, 0].abs().sum(dim=1)
+    assert g[1:4].sum() > 0                                           # centre always
+    assert (g[4 + 2 * nb:4 + 2 * nb + 3].sum() > 0) == size_moves     # size residual
+    assert (g[4 + nb:4 + 2 * nb].sum() > 0) == heading_moves          # heading residuals
+
+
+def test_proj_2d_grad_per_class_config_errors(train_set):
+    with pytest.raises(ValueError, match='not in CLASS_NAMES'):
+        ALPIAnnotator(ConfigDict({**TINY_MODEL, 'LOSS_CONFIG': {'PROJ_2D_GRAD': {'Truck': 'centre'}}}), 3, train_set)
+    with pytest.raises(ValueError, match='PROJ_2D_GRAD'):
+        ALPIAnnotator(ConfigDict({**TINY_MODEL, 'LOSS_CONFIG': {'PROJ_2D_GRAD': {'Car': 'size'}}}), 3, train_set)
+
+
+def test_depth_hint_loss_pulls_real_depths_only(train_set):
+    """WEIGHTS.depth_hint: a smooth-L1 pull of real objects' centre depth towards the depth hint;
+    only the depth offset of the head gets a gradient; off by default."""
+    weights = {k: 0.0 for k in ('objectness', 'center', 'heading_cls', 'heading_res', 'size', 'corner', 'proj_2d',
+                                'size_prior')}
+    cfg = {**TINY_MODEL, 'LOSS_CONFIG': {'WEIGHTS': {**weights, 'depth_hint': 1.0}}}
+    torch.manual_seed(0)
+    model = ALPIAnnotator(ConfigDict(cfg), 3, train_set)
+    model.train()
+    batch = _batch(train_set, 16)
+    ret, tb, _ = model(batch)
+    ret['loss'].backward()
+    g = model.head.weight.grad[:, :, 0].abs().sum(dim=1)
+    assert tb['loss_depth_hint'] > 0 and g[3] > 0 and g[1:3].sum() == 0 and g[4:].sum() == 0
+    default = ALPIAnnotator(ConfigDict(TINY_MODEL), 3, train_set)
+    default.train()
+    assert 'loss_depth_hint' not in default(batch)[1]   # off by default
+

@@ -15,12 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_cfg(root, steps=1, refine=True, **data):
     dc = {'DATASET': 'ALPIFrustumDataset', 'DATA_PATH': str(root), 'DATA_SPLIT': {'train': 'train', 'test': 'train'},
-          'FRUSTUM': {'NUM_POINTS': 64}, 'PROXY': {'RATIO': 30}, 'PROGRESS': False}
+          'FRUSTUM': {'NUM_POINTS': 64}, 'PROXY': {'RATIO': 30}, 'PROGRESS': False,
+          'DEPTH_HINT': {'MODE': 'lidar'}}  # as the shipped configs: the leak test covers the LiDAR hint
     dc.update(data)
     return ConfigDict({
         'CLASS_NAMES': ['Car', 'Pedestrian', 'Cyclist'], 'DATA_CONFIG': dc,
         'MODEL': {'NAME': 'ALPIAnnotator', 'DEPTH_RANGE': [1.0, 61.0], 'ANCHOR_STRIDE': 2.0, 'SLICE_WIDTH': 4.0,
-                  'POINT_MLP': [16, 32], 'DEPTH_CONV': [32, 32], 'NUM_HEADING_BIN': 8},
+                  'POINT_MLP': [16, 32], 'DEPTH_CONV': [32, 32], 'NUM_HEADING_BIN': 8,
+                  'LOSS_CONFIG': {'WEIGHTS': {'depth_hint': 1.0}, 'PROJ_2D_GRAD': {'Car': 'centre_heading'}}},
         'OPTIMIZATION': {'BATCH_SIZE_PER_GPU': 16, 'NUM_EPOCHS': 1, 'OPTIMIZER': 'adam_onecycle', 'LR': 0.003},
         'ALPI': {'STEPS': steps, 'SEED': 0,
                  # keep every pseudo-label so step 1 really trains on them

@@ -15,7 +15,9 @@ Losses (weights in LOSS_CONFIG.WEIGHTS):
 - centre / heading / size / corner losses on 3D-supervised samples (proxies, pseudo-labels);
 - the depth-invariant 2D projection loss on real objects (pseudo-labelled ones included): the
   boxes of the positive anchors and of the top-scoring anchor, projected with the real camera;
-- the batch size-prior loss on real objects' top boxes when USE_SIZE_PRIOR_LOSS (step 1 on).
+- the batch size-prior loss on real objects' top boxes when USE_SIZE_PRIOR_LOSS (step 1 on);
+- optionally (WEIGHTS.depth_hint > 0) a smooth-L1 pull of real objects' centre depth on those
+  same anchors towards the depth hint (best with DATA_CONFIG.DEPTH_HINT.MODE 'lidar').
 
 Train / eval contract as OpenPCDet detectors: forward(batch_dict) -> (ret_dict{'loss'},
 tb_dict, disp_dict) in training, (pred_dicts, recall_dicts) in eval.
@@ -37,9 +39,10 @@ from .size_priors import SizePriors
 # sample_type values (set by the dataset)
 REAL, PROXY, PSEUDO, PASTE = 0, 1, 2, 3
 
-_WEIGHT_KEYS = ('objectness', 'center', 'heading_cls', 'heading_res', 'size', 'corner', 'proj_2d', 'size_prior')
+_WEIGHT_KEYS = ('objectness', 'center', 'heading_cls', 'heading_res', 'size', 'corner', 'proj_2d', 'size_prior',
+                'depth_hint')
 _DEFAULT_WEIGHTS = {'objectness': 1.0, 'center': 1.0, 'heading_cls': 1.0, 'heading_res': 2.0, 'size': 1.0,
-                    'corner': 1.0, 'proj_2d': 1.0, 'size_prior': 0.5}
+                    'corner': 1.0, 'proj_2d': 1.0, 'size_prior': 0.5, 'depth_hint': 0.0}
 
 
 def _mlp(channels: List[int], conv=nn.Conv1d) -> nn.Sequential:
@@ -114,12 +117,30 @@ class ALPIAnnotator(nn.Module):
         self.reg_radius = float(loss_cfg.get('REG_RADIUS', 0.0))
         # 2D loss on 'top' (the top-objectness anchor only) or 'positive' anchors too; PROJ_2D_GRAD
         # 'centre' lets it move only the centre (heading and size are learnt from 3D targets and
-        # the size prior), 'all' lets it move every box parameter.
+        # the size prior), 'centre_heading' the centre and heading (not the size, which the 2D
+        # box trades against depth), 'all' every box parameter.
+        # PROJ_2D_GRAD may be one mode or {class: mode} (classes not named: 'all'): a car's length
+        # trades against its depth in the 2D box, a pedestrian's tight prior size does not.
         self.proj_2d_anchors = str(loss_cfg.get('PROJ_2D_ANCHORS', 'positive'))
-        self.proj_2d_grad = str(loss_cfg.get('PROJ_2D_GRAD', 'all'))
-        if self.proj_2d_anchors not in ('top', 'positive') or self.proj_2d_grad not in ('all', 'centre'):
+        grad = loss_cfg.get('PROJ_2D_GRAD', 'all')
+        if isinstance(grad, dict):
+            unknown = sorted(set(grad) - set(self.class_names))
+            if unknown:
+                raise ValueError(f'MODEL.LOSS_CONFIG.PROJ_2D_GRAD: classes {unknown} not in CLASS_NAMES '
+                                 f'{self.class_names}')
+            self.proj_2d_grad = {c: str(grad.get(c, 'all')) for c in self.class_names}
+        else:
+            self.proj_2d_grad = {c: str(grad) for c in self.class_names}
+        bad = sorted({m for m in self.proj_2d_grad.values() if m not in ('all', 'centre', 'centre_heading')})
+        if self.proj_2d_anchors not in ('top', 'positive') or bad:
             raise ValueError(f"MODEL.LOSS_CONFIG: PROJ_2D_ANCHORS must be 'top' or 'positive' and PROJ_2D_GRAD "
-                             f"'all' or 'centre', got {self.proj_2d_anchors!r}, {self.proj_2d_grad!r}")
+                             f"'all', 'centre' or 'centre_heading' (or {{class: mode}}), got "
+                             f"{self.proj_2d_anchors!r}, {grad!r}")
+        # per class: may the 2D loss move the size / the heading
+        self.register_buffer('proj_2d_moves_size', torch.tensor(
+            [self.proj_2d_grad[c] == 'all' for c in self.class_names]), persistent=False)
+        self.register_buffer('proj_2d_moves_heading', torch.tensor(
+            [self.proj_2d_grad[c] != 'centre' for c in self.class_names]), persistent=False)
 
         # point MLP over (x, y, z - z_k, |z|/scale, features); a slice feature is its max-pool
         # plus log(1 + count), then the class one-hot and the anchor depth.
@@ -267,12 +288,24 @@ class ALPIAnnotator(nn.Module):
         if rows2.numel() and w['proj_2d'] > 0:
             box = pred['boxes'][rows2, cols2].clone()
             box[:, 3:6] = decode_size(pred['size_res'][rows2, cols2], pred['prior'][rows2, cols2])
-            if self.proj_2d_grad == 'centre':
-                box = torch.cat([box[:, :3], box[:, 3:].detach()], dim=1)
+            cls2 = batch_dict['cls_index'][rows2].long()
+            size_ok = self.proj_2d_moves_size[cls2][:, None]
+            head_ok = self.proj_2d_moves_heading[cls2][:, None]
+            box = torch.cat([box[:, :3], torch.where(size_ok, box[:, 3:6], box[:, 3:6].detach()),
+                             torch.where(head_ok, box[:, 6:], box[:, 6:].detach())], dim=1)
             proj_l = box_projection_loss(self.to_lidar(box, batch_dict, rows2), batch_dict['lidar_to_rect'][rows2],
                                          batch_dict['P2'][rows2], batch_dict['box2d'][rows2], mode=self.projection_mode)
             total = total + w['proj_2d'] * proj_l
             tb['loss_proj_2d'] = proj_l.item()
+        # the 2D loss turns any size error into a depth error (a box 6 % too tall sits 6 % too far);
+        # the depth hint (LiDAR surface, DATA_CONFIG.DEPTH_HINT) anchors real objects' depth directly
+        hint_rows = sel & (stype == REAL)[:, None]
+        if w['depth_hint'] > 0 and hint_rows.any():
+            r3, c3 = torch.nonzero(hint_rows, as_tuple=True)
+            dz = pred['centre'][r3, c3, 2] - batch_dict['depth_hint'][r3]
+            hint_l = smooth_l1(dz, 1.0).mean()
+            total = total + w['depth_hint'] * hint_l
+            tb['loss_depth_hint'] = hint_l.item()
         if self.use_size_prior_loss and real.any() and w['size_prior'] > 0:
             ridx = torch.nonzero(real, as_tuple=True)[0]
             sizes = decode_size(pred['size_res'][ridx, top[ridx]], pred['prior'][ridx, top[ridx]])
