@@ -49,8 +49,29 @@ def _input_tensor(batch_dict, sparse_shape):
                                    spatial_shape=sparse_shape, batch_size=int(batch_dict['batch_size']))
 
 
+class _Backbone8xBase(nn.Module):
+    """What both 8x backbones share: the z-downsampling output conv and the forward pass through
+    conv_input, conv1..conv4, conv_out (the subclasses build those stages)."""
+
+    def _make_conv_out(self, in_channels, norm_fn):
+        last_pad = self.model_cfg.get('last_pad', 0)  # OpenPCDet's (lower-case) key
+        return spconv.SparseSequential(
+            spconv.SparseConv3d(in_channels, 128, (3, 1, 1), stride=(2, 1, 1), padding=last_pad, bias=False,
+                                indice_key='spconv_down2'),
+            norm_fn(128), nn.ReLU())
+
+    def forward(self, batch_dict):
+        x = self.conv_input(_input_tensor(batch_dict, self.sparse_shape))
+        x_conv1 = self.conv1(x)
+        x_conv2 = self.conv2(x_conv1)
+        x_conv3 = self.conv3(x_conv2)
+        x_conv4 = self.conv4(x_conv3)
+        out = self.conv_out(x_conv4)
+        return _encode(batch_dict, out, [x_conv1, x_conv2, x_conv3, x_conv4])
+
+
 @register('backbone_3d')
-class VoxelBackBone8x(nn.Module):
+class VoxelBackBone8x(_Backbone8xBase):
     def __init__(self, model_cfg, input_channels, grid_size, **kwargs):
         super().__init__()
         self.model_cfg = model_cfg
@@ -73,22 +94,10 @@ class VoxelBackBone8x(nn.Module):
             block(64, 64, 3, norm_fn=norm_fn, stride=2, padding=(0, 1, 1), indice_key='spconv4', conv_type='spconv'),
             block(64, 64, 3, norm_fn=norm_fn, padding=1, indice_key='subm4'),
             block(64, 64, 3, norm_fn=norm_fn, padding=1, indice_key='subm4'))
-        last_pad = self.model_cfg.get('last_pad', 0)  # OpenPCDet's (lower-case) key
-        self.conv_out = spconv.SparseSequential(
-            spconv.SparseConv3d(64, 128, (3, 1, 1), stride=(2, 1, 1), padding=last_pad, bias=False,
-                                indice_key='spconv_down2'),
-            norm_fn(128), nn.ReLU())
+        self.conv_out = self._make_conv_out(64, norm_fn)
         self.num_point_features = 128
         self.backbone_channels = {'x_conv1': 16, 'x_conv2': 32, 'x_conv3': 64, 'x_conv4': 64}
 
-    def forward(self, batch_dict):
-        x = self.conv_input(_input_tensor(batch_dict, self.sparse_shape))
-        x_conv1 = self.conv1(x)
-        x_conv2 = self.conv2(x_conv1)
-        x_conv3 = self.conv3(x_conv2)
-        x_conv4 = self.conv4(x_conv3)
-        out = self.conv_out(x_conv4)
-        return _encode(batch_dict, out, [x_conv1, x_conv2, x_conv3, x_conv4])
 
 
 class SparseBasicBlock(spconv.SparseModule):
@@ -119,7 +128,7 @@ class SparseBasicBlock(spconv.SparseModule):
 
 
 @register('backbone_3d')
-class VoxelResBackBone8x(nn.Module):
+class VoxelResBackBone8x(_Backbone8xBase):
     def __init__(self, model_cfg, input_channels, grid_size, **kwargs):
         super().__init__()
         self.model_cfg = model_cfg
@@ -141,19 +150,7 @@ class VoxelResBackBone8x(nn.Module):
         self.conv4 = spconv.SparseSequential(
             block(64, 128, 3, norm_fn=norm_fn, stride=2, padding=(0, 1, 1), indice_key='spconv4', conv_type='spconv'),
             res(128, 128, indice_key='res4'), res(128, 128, indice_key='res4'))
-        last_pad = self.model_cfg.get('last_pad', 0)
-        self.conv_out = spconv.SparseSequential(
-            spconv.SparseConv3d(128, 128, (3, 1, 1), stride=(2, 1, 1), padding=last_pad, bias=False,
-                                indice_key='spconv_down2'),
-            norm_fn(128), nn.ReLU())
+        self.conv_out = self._make_conv_out(128, norm_fn)
         self.num_point_features = 128
         self.backbone_channels = {'x_conv1': 16, 'x_conv2': 32, 'x_conv3': 64, 'x_conv4': 128}
 
-    def forward(self, batch_dict):
-        x = self.conv_input(_input_tensor(batch_dict, self.sparse_shape))
-        x_conv1 = self.conv1(x)
-        x_conv2 = self.conv2(x_conv1)
-        x_conv3 = self.conv3(x_conv2)
-        x_conv4 = self.conv4(x_conv3)
-        out = self.conv_out(x_conv4)
-        return _encode(batch_dict, out, [x_conv1, x_conv2, x_conv3, x_conv4])
