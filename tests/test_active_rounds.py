@@ -17,6 +17,8 @@ import pytest
 from pcdet_ext.active.rounds import ALInputError, RoundOptions, run_active_learning
 from pcdet_ext.datasets.kitti.kitti_label_io import read_label_file
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
 BUDGET = 15
@@ -60,16 +62,6 @@ def _write_cfg(folder: Path, root: Path, name='tiny') -> str:
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(TINY_CFG.format(repo=REPO, root=root))
     return str(f)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    # the suite shares 2 cores with other jobs: one intra-op thread avoids oversubscription
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

@@ -11,18 +11,11 @@ from pcdet_ext.alpi.dataset import ALPIFrustumDataset
 from pcdet_ext.config import ConfigDict
 from pcdet_ext.runtime.batch import load_data_to_gpu
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
 TINY_MODEL = {'NAME': 'ALPIAnnotator', 'DEPTH_RANGE': [1.0, 61.0], 'ANCHOR_STRIDE': 2.0, 'SLICE_WIDTH': 4.0,
               'POINT_MLP': [16, 32], 'DEPTH_CONV': [32, 32], 'NUM_HEADING_BIN': 8}
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Tiny CPU models: one intra-op thread avoids OpenMP contention on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

@@ -15,14 +15,7 @@ from pcdet_ext.alpi.pipeline import ALPIPipeline
 
 from test_alpi_pipeline import _scramble_3d, tiny_cfg
 
-
-@pytest.fixture(autouse=True, scope='module')
-def restore_torch_threads():
-    """The pipeline sets one intra-op thread on CPU (ALPI.TORCH_THREADS); give the rest back."""
-    import torch
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')

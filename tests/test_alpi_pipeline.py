@@ -10,6 +10,8 @@ import pytest
 from pcdet_ext.alpi.pipeline import ALPIPipeline
 from pcdet_ext.config import ConfigDict
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,15 +30,6 @@ def tiny_cfg(root, steps=1, refine=True, **data):
                  # keep every pseudo-label so step 1 really trains on them
                  'PSEUDO_FILTER': {'SCORE_THRESH': 0.0, 'IOU_2D_THRESH': 0.0, 'DEPTH_RANGE': [0.5, 80.0]},
                  'REFINE': {'ENABLED': refine, 'EPOCHS': 1, 'WINDOW': 3.0}}})
-
-
-@pytest.fixture(autouse=True, scope='module')
-def restore_torch_threads():
-    """The pipeline sets one intra-op thread on CPU (ALPI.TORCH_THREADS); give the rest back."""
-    import torch
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='module')

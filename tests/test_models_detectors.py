@@ -8,17 +8,9 @@ from pcdet_ext.models import build_network
 
 from _models_helpers import REPO, TinyDataset, build, load_model_cfg, make_batch
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 DETECTORS = ['SECONDNet', 'PointPillar']
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_intra_op_thread():
-    # These tensors are tiny: a second OpenMP thread buys nothing and, on a busy 2-core machine,
-    # makes index_add_-heavy sparse convs 10-100x slower (threads wait on each other).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize('name', DETECTORS)
