@@ -23,37 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
 BUDGET = 15
 
-TINY_CFG = """_BASE_CONFIG_: {repo}/cfgs/kitti_models/pointpillar.yaml
+# the tracked tiny PointPillars (seconds per round), pointed at this module's data
+TINY_CFG = """_BASE_CONFIG_: {repo}/cfgs/sssal/pointpillar_tiny.yaml
 DATA_CONFIG:
     DATA_PATH: {root}
-    POINT_CLOUD_RANGE: [0.0, -12.8, -3.0, 25.6, 12.8, 1.0]
-    DATA_PROCESSOR:
-        - NAME: mask_points_and_boxes_outside_range
-          REMOVE_OUTSIDE_BOXES: True
-        - NAME: shuffle_points
-          SHUFFLE_ENABLED: {{'train': True, 'test': False}}
-        - NAME: transform_points_to_voxels
-          VOXEL_SIZE: [0.4, 0.4, 4.0]
-          MAX_POINTS_PER_VOXEL: 8
-          MAX_NUMBER_OF_VOXELS: {{'train': 8000, 'test': 8000}}
-MODEL:
-    VFE: {{NUM_FILTERS: [16]}}
-    MAP_TO_BEV: {{NUM_BEV_FEATURES: 16}}
-    BACKBONE_2D: {{LAYER_NUMS: [1, 1, 1], NUM_FILTERS: [16, 16, 16], NUM_UPSAMPLE_FILTERS: [16, 16, 16]}}
-    POST_PROCESSING:
-        SCORE_THRESH: 0.0
-        NMS_CONFIG: {{NMS_PRE_MAXSIZE: 200, NMS_POST_MAXSIZE: 20}}
-OPTIMIZATION:
-    BATCH_SIZE_PER_GPU: 2
-    NUM_EPOCHS: 1
 ACTIVE_LEARNING:
     INITIAL_BOXES: 20
-    SCORE_BATCH_SIZE: 4
-    CPSP:
-        EPOCHS: 2
-        REFRESH_INTERVAL: 1
-        NUM_SCENES: 4
-        OBJECTS_PER_SCENE: {{Car: 4, Pedestrian: 2, Cyclist: 2}}
 """
 
 

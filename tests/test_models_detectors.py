@@ -174,16 +174,16 @@ def test_second_cpu_config_geometry():
     dc = cfg.DATA_CONFIG
     voxel = [p for p in dc.DATA_PROCESSOR if p.NAME == 'transform_points_to_voxels'][0].VOXEL_SIZE
     ds = TinyDataset(voxel, dc.POINT_CLOUD_RANGE, cfg.CLASS_NAMES)
-    assert ds.grid_size.tolist() == [512, 640, 40]
+    assert ds.grid_size.tolist() == [512, 448, 40]
     torch.manual_seed(0)
     model = build_network(cfg.MODEL, num_class=3, dataset=ds)
     model.eval()
     batch = make_batch(ds, max_voxels=40000)
     with torch.no_grad():
         pred_dicts, _ = model(batch)
-    assert batch['spatial_features'].shape[1:] == (256, 80, 64)
-    assert batch['spatial_features_2d'].shape[2:] == (80, 64)
-    assert model.dense_head.anchors[0].shape[1:3] == (80, 64)
+    assert batch['spatial_features'].shape[1:] == (256, 56, 64)
+    assert batch['spatial_features_2d'].shape[2:] == (56, 64)
+    assert model.dense_head.anchors[0].shape[1:3] == (56, 64)
     assert find_unused_keys(cfg.MODEL) == []
 
 

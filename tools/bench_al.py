@@ -33,37 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
 DEFAULT_STRATEGIES = ['random', 'entropy', 'coreset', 'crb', 'cal', 'cal+cpsp']
 
-# A tiny PointPillars on a 25.6 m x 25.6 m range: the smoke run proves the plumbing, not accuracy.
-SMOKE_CFG = """_BASE_CONFIG_: {repo}/cfgs/kitti_models/pointpillar.yaml
-DATA_CONFIG:
-    DATA_PATH: {data}
-    POINT_CLOUD_RANGE: [0.0, -12.8, -3.0, 25.6, 12.8, 1.0]
-    DATA_PROCESSOR:
-        - NAME: mask_points_and_boxes_outside_range
-          REMOVE_OUTSIDE_BOXES: True
-        - NAME: shuffle_points
-          SHUFFLE_ENABLED: {{'train': True, 'test': False}}
-        - NAME: transform_points_to_voxels
-          VOXEL_SIZE: [0.4, 0.4, 4.0]
-          MAX_POINTS_PER_VOXEL: 8
-          MAX_NUMBER_OF_VOXELS: {{'train': 8000, 'test': 8000}}
-MODEL:
-    VFE: {{NUM_FILTERS: [16]}}
-    MAP_TO_BEV: {{NUM_BEV_FEATURES: 16}}
-    BACKBONE_2D: {{LAYER_NUMS: [1, 1, 1], NUM_FILTERS: [16, 16, 16], NUM_UPSAMPLE_FILTERS: [16, 16, 16]}}
-    POST_PROCESSING:
-        SCORE_THRESH: 0.0
-        NMS_CONFIG: {{NMS_PRE_MAXSIZE: 200, NMS_POST_MAXSIZE: 20}}
-OPTIMIZATION:
-    BATCH_SIZE_PER_GPU: 2
-ACTIVE_LEARNING:
-    SCORE_BATCH_SIZE: 4
-    MC_PASSES: 2
-    CPSP:
-        REFRESH_INTERVAL: 1
-        NUM_SCENES: 4
-        OBJECTS_PER_SCENE: {{Car: 4, Pedestrian: 2, Cyclist: 2}}
-"""
+# The smoke run's detector is cfgs/sssal/pointpillar_tiny.yaml: it proves the plumbing, not accuracy.
+SMOKE_BASE = 'cfgs/sssal/pointpillar_tiny.yaml'
 
 FULL_CFG = """_BASE_CONFIG_: {base}
 DATA_CONFIG:
@@ -120,8 +91,7 @@ def pool_stats(data: Path) -> dict:
 def write_cfg(out: Path, data: Path, base: str, smoke: bool) -> str:
     f = out / 'cfgs' / 'bench_al' / ('smoke.yaml' if smoke else Path(base).name)
     f.parent.mkdir(parents=True, exist_ok=True)
-    text = SMOKE_CFG.format(repo=REPO, data=data.resolve()) if smoke else \
-        FULL_CFG.format(base=Path(base).resolve(), data=data.resolve())
+    text = FULL_CFG.format(base=(REPO / SMOKE_BASE if smoke else Path(base)).resolve(), data=data.resolve())
     f.write_text(text)
     return str(f)
 
