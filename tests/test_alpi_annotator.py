@@ -57,6 +57,19 @@ def test_dataset_items_and_kinds(train_set):
             assert it['box3d_mask'] == 1 and it['box3d'][3:6].min() > 0.1
 
 
+def test_proxy_ratio_counts_proxies_per_real_object(synth_root):
+    """RATIO is proxies per 100 labelled objects, above 100 too (several proxies per host)."""
+    def proxies(ratio):
+        ds = ALPIFrustumDataset(_data_cfg(synth_root, PROXY={'RATIO': ratio}), CLASSES, training=True)
+        return [ds.injected[r].box_lidar for k, r in ds.items if k == 'proxy']
+    n50, n100, n300 = (len(proxies(r)) for r in (50, 100, 300))
+    # a proxy whose scan ends up with too few points is skipped: ratios hold up to a few
+    assert 0.4 * n100 <= n50 <= 0.6 * n100 + 1
+    assert 2.7 * n100 <= n300 <= 3.5 * n100
+    boxes = {tuple(np.round(b, 4)) for b in proxies(300)}
+    assert len(boxes) == n300   # every proxy of a host is its own draw
+
+
 def test_forward_backward_and_eval_contract(train_set):
     torch.manual_seed(0)
     model = ALPIAnnotator(ConfigDict(TINY_MODEL), 3, train_set)

@@ -253,7 +253,8 @@ class ALPIFrustumDataset(torch_data.Dataset):
         self.injected = []
         self.image_shapes: Dict[str, Tuple[int, int]] = {}
         all_labels = [lab for fid in self.frame_ids for lab in self.labels[fid]]
-        proxy_hosts = set(self.proxy_generator.choose_hosts(all_labels)) if self.training else set()
+        # a list, not a set: above RATIO 100 a host appears once per proxy it carries
+        proxy_hosts = self.proxy_generator.choose_hosts(all_labels) if self.training else []
         host_of = {}
         for n, i in enumerate(sorted(proxy_hosts)):
             host_of.setdefault(i, []).append(n)
