@@ -29,6 +29,7 @@ DATA_CONFIG:
     DATA_PATH: {root}
 ACTIVE_LEARNING:
     INITIAL_BOXES: 20
+    MIN_TRAIN_ITERS: 0
 """
 
 
@@ -251,6 +252,7 @@ def _cli():
     (['--strategy', 'random', '--round', '3'], 'round 2 is not finished'),
     (['--strategy', 'random', '--set', 'DATA_CONFIG.DATA_SPLIT.train', 'empty'], 'the pool is empty'),
     (['--recipe', 'sssal', '--strategy', 'entropy'], 'uses --strategy cal'),
+    (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.MIN_TRAIN_ITERS', '-5'], 'MIN_TRAIN_ITERS must be'),
 ])
 def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message):
     _, _, cfg = data
@@ -260,3 +262,16 @@ def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message)
     assert _cli().main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.rglob('round_*'))
+
+
+def test_min_train_iters_raises_epochs_of_small_labelled_sets(data, tmp_path):
+    """A round trains at least MIN_TRAIN_ITERS iterations; larger sets keep their epochs."""
+    from pcdet_ext.active.rounds import ActiveLearningRun
+    _, _, cfg = data
+    off = ActiveLearningRun(_opts(cfg, tmp_path, strategy='random', epochs=2))
+    assert off.round_epochs(3) == 2                       # MIN_TRAIN_ITERS 0: --epochs as given
+    run = ActiveLearningRun(_opts(cfg, tmp_path, strategy='random', epochs=2,
+                                  set_cfgs=['ACTIVE_LEARNING.MIN_TRAIN_ITERS', '30']))
+    assert run.round_epochs(3) == 15                      # 2 batches of 2 per epoch -> 15 epochs
+    assert run.round_epochs(10) == 6                      # 5 batches per epoch
+    assert run.round_epochs(200) == 2                     # 100 batches > 30: unchanged

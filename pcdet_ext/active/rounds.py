@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -80,6 +81,9 @@ class ActiveLearningRun:
         for what, v in (('--epochs', opts.epochs), ('--cpsp_epochs', opts.cpsp_epochs)):
             if v is not None and v < 1:
                 raise ALInputError(f'{what} must be >= 1, got {v}')
+        mi = self.al['MIN_TRAIN_ITERS']
+        if isinstance(mi, bool) or not isinstance(mi, int) or mi < 0:
+            raise ALInputError(f'ACTIVE_LEARNING.MIN_TRAIN_ITERS must be an integer >= 0 (0: off), got {mi!r}')
         if opts.cpsp:
             ri = self.cpsp_opts['REFRESH_INTERVAL']
             if isinstance(ri, bool) or not isinstance(ri, int) or ri < 0:
@@ -279,6 +283,18 @@ class ActiveLearningRun:
             argv += ['--set', *o.set_cfgs]
         return argv
 
+    def round_epochs(self, frames: int) -> Optional[int]:
+        """Epochs of a round's training on `frames` labelled frames: --epochs (else the config's),
+        raised so that the round trains at least ACTIVE_LEARNING.MIN_TRAIN_ITERS iterations - an
+        epoch over the 10 frames of a 1 % set is 3 batches, too few steps to learn anything."""
+        min_iters = int(self.al['MIN_TRAIN_ITERS'])
+        if min_iters <= 0:
+            return self.opts.epochs
+        epochs = self.opts.epochs or int(self.cfg.OPTIMIZATION.NUM_EPOCHS)
+        batch = self.opts.batch_size or int(self.cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU)
+        per_epoch = max(math.ceil(frames / batch), 1)
+        return max(epochs, math.ceil(min_iters / per_epoch))
+
     def _final_ckpt(self, st: RoundStages, stage: str) -> str:
         path = st.load(stage)['ckpt']
         if not Path(path).is_file():
@@ -304,8 +320,9 @@ class ActiveLearningRun:
             if training:
                 dataset_cfg = labelled_training_cfg(dataset_cfg, data['infos'], data['dbinfos'])
             return build_dataloader(dataset_cfg, *args, training=training, **kwargs)
-        self._log(f'round {k}: training on the labelled frames')
-        ckpt = self._run_training(self._train_argv(k, 'train', self.opts.epochs, self.opts.pretrained_model),
+        epochs = self.round_epochs(int(st.load('data')['frames']))
+        self._log(f'round {k}: training on the labelled frames' + (f' ({epochs} epochs)' if epochs else ''))
+        ckpt = self._run_training(self._train_argv(k, 'train', epochs, self.opts.pretrained_model),
                                   loader_fn, None)
         st.mark('train', {'ckpt': ckpt})
         return ckpt
