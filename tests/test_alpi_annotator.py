@@ -211,3 +211,27 @@ def test_depth_hint_loss_pulls_real_depths_only(train_set):
     default.train()
     assert 'loss_depth_hint' not in default(batch)[1]   # off by default
 
+
+
+def test_pseudo_3d_weight_scales_pseudo_label_terms_only(train_set):
+    """WEIGHTS.pseudo_3d scales the 3D terms of pseudo-labelled rows; proxies keep weight 1."""
+    from pcdet_ext.alpi.annotator import PSEUDO
+    batch = _batch(train_set, 24)
+    proxy = batch['sample_type'] == PROXY
+    assert proxy.any() and (~proxy).any()
+
+    def terms(weight, as_pseudo):
+        b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if as_pseudo:
+            b['sample_type'][proxy] = PSEUDO
+        torch.manual_seed(0)
+        model = ALPIAnnotator(ConfigDict({**TINY_MODEL, 'LOSS_CONFIG': {'WEIGHTS': {'pseudo_3d': weight}}}), 3,
+                              train_set)
+        model.train()
+        tb = model(b)[1]
+        return np.array([tb[k] for k in ('loss_center', 'loss_size', 'loss_corner', 'loss_heading_cls')])
+
+    full = terms(1.0, as_pseudo=False)
+    np.testing.assert_allclose(terms(0.25, as_pseudo=False), full, rtol=1e-6)  # no pseudo rows: unchanged
+    np.testing.assert_allclose(terms(0.25, as_pseudo=True), 0.25 * full, rtol=1e-5)
+    assert (terms(0.0, as_pseudo=True) == 0).all()

@@ -12,7 +12,8 @@ Losses (weights in LOSS_CONFIG.WEIGHTS):
 - objectness (sigmoid focal) on every sample; positive anchors from the 3D target for proxies
   and pseudo-labelled instances, and for real objects from the 2D evidence only (the depth at
   which the class prior height fills the 2D box, `depth_hint`, with a relative tolerance);
-- centre / heading / size / corner losses on 3D-supervised samples (proxies, pseudo-labels);
+- centre / heading / size / corner losses on 3D-supervised samples (proxies, pseudo-labels;
+  a pseudo-label's terms scaled by WEIGHTS.pseudo_3d: its box is the previous step's guess);
 - the depth-invariant 2D projection loss on real objects (pseudo-labelled ones included): the
   boxes of the positive anchors and of the top-scoring anchor, projected with the real camera;
 - the batch size-prior loss on real objects' top boxes when USE_SIZE_PRIOR_LOSS (step 1 on);
@@ -40,9 +41,9 @@ from .size_priors import SizePriors
 REAL, PROXY, PSEUDO, PASTE = 0, 1, 2, 3
 
 _WEIGHT_KEYS = ('objectness', 'center', 'heading_cls', 'heading_res', 'size', 'corner', 'proj_2d', 'size_prior',
-                'depth_hint')
+                'depth_hint', 'pseudo_3d')
 _DEFAULT_WEIGHTS = {'objectness': 1.0, 'center': 1.0, 'heading_cls': 1.0, 'heading_res': 2.0, 'size': 1.0,
-                    'corner': 1.0, 'proj_2d': 1.0, 'size_prior': 0.5, 'depth_hint': 0.0}
+                    'corner': 1.0, 'proj_2d': 1.0, 'size_prior': 0.5, 'depth_hint': 0.0, 'pseudo_3d': 1.0}
 
 
 def _mlp(channels: List[int], conv=nn.Conv1d) -> nn.Sequential:
@@ -262,10 +263,17 @@ class ALPIAnnotator(nn.Module):
         rows, cols = torch.nonzero(reg & has3d[:, None], as_tuple=True)
         if rows.numel():
             gt = batch_dict['box3d'][rows]
-            centre_l = smooth_l1(pred['centre'][rows, cols] - gt[:, 0:3], 1.0 / 9).sum(dim=1).mean()
+            # per-row weights: 1 for exact targets (proxies, pastes), pseudo_3d for pseudo-labels
+            rw = torch.where(batch_dict['sample_type'][rows].long() == PSEUDO,
+                             torch.full_like(gt[:, 0], w['pseudo_3d']), torch.ones_like(gt[:, 0]))
+
+            def wmean(x):
+                return (x * rw).sum() / rw.numel()
+            centre_l = wmean(smooth_l1(pred['centre'][rows, cols] - gt[:, 0:3], 1.0 / 9).sum(dim=1))
             hc, hr = heading_bin_loss(pred['heading_cls'][rows, cols], pred['heading_res'][rows, cols], gt[:, 6])
+            hc, hr = hc * rw, hr * rw
             size_t = encode_size(gt[:, 3:6], pred['prior'][rows, cols])
-            size_l = smooth_l1(pred['size_res'][rows, cols] - size_t, 1.0 / 9).sum(dim=1).mean()
+            size_l = wmean(smooth_l1(pred['size_res'][rows, cols] - size_t, 1.0 / 9).sum(dim=1))
             # corner loss on the differentiable box (soft heading: the residual of the target bin)
             box = pred['boxes'][rows, cols].clone()
             nb = self.num_heading_bin
@@ -273,7 +281,7 @@ class ALPIAnnotator(nn.Module):
             box[:, 6] = decode_heading(tbin, pred['heading_res'][rows, cols].gather(1, tbin[:, None])[:, 0], nb, True)
             box[:, 3:6] = decode_size(pred['size_res'][rows, cols], pred['prior'][rows, cols])
             box[:, 0:3] = pred['centre'][rows, cols]
-            corner_l = corner_loss(self.to_lidar(box, batch_dict, rows), self.to_lidar(gt, batch_dict, rows)).mean()
+            corner_l = wmean(corner_loss(self.to_lidar(box, batch_dict, rows), self.to_lidar(gt, batch_dict, rows)))
             total = total + w['center'] * centre_l + w['heading_cls'] * hc.mean() + w['heading_res'] * hr.mean() \
                 + w['size'] * size_l + w['corner'] * corner_l
             tb.update(loss_center=centre_l.item(), loss_heading_cls=hc.mean().item(),
