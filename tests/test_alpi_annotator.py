@@ -11,6 +11,8 @@ from pcdet_ext.alpi.dataset import ALPIFrustumDataset
 from pcdet_ext.config import ConfigDict
 from pcdet_ext.runtime.batch import load_data_to_gpu
 
+from _synthetic_helpers import synthetic_root
+
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
@@ -20,10 +22,7 @@ TINY_MODEL = {'NAME': 'ALPIAnnotator', 'DEPTH_RANGE': [1.0, 61.0], 'ANCHOR_STRID
 
 @pytest.fixture(scope='module')
 def synth_root(tmp_path_factory):
-    from pcdet_ext.datasets.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp('alpi_ann') / 'synthetic'
-    generate_dataset(str(root), num_frames=3, seed=3, workers=1, progress=False, val_fraction=0.0)
-    return root
+    return synthetic_root(tmp_path_factory, 'alpi_ann', num_frames=3, seed=3)
 
 
 def _data_cfg(root, **kw):

@@ -12,16 +12,15 @@ from pcdet_ext.alpi.dataset import ALPIFrustumDataset
 from pcdet_ext.config import ConfigDict
 from pcdet_ext.geometry import Calibration, boxes3d_kitti_camera_to_lidar
 
+from _synthetic_helpers import synthetic_root
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ['Car', 'Pedestrian', 'Cyclist']
 
 
 @pytest.fixture(scope='module')
 def synth_root(tmp_path_factory):
-    from pcdet_ext.datasets.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp('alpi_bench') / 'synthetic'
-    generate_dataset(str(root), num_frames=2, seed=3, workers=1, progress=False, val_fraction=0.0)
-    return root
+    return synthetic_root(tmp_path_factory, 'alpi_bench', num_frames=2, seed=3)
 
 
 def data_cfg(root, **extra):

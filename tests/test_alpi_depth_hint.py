@@ -7,6 +7,8 @@ import pytest
 from pcdet_ext.alpi.dataset import ALPIFrustumDataset, lidar_surface_depth
 from pcdet_ext.config import ConfigDict
 
+from _synthetic_helpers import synthetic_root
+
 CAR_L, CAR_W = 3.89, 1.62
 MEAN_EXTENT = (2 / np.pi) * (CAR_L + CAR_W)
 
@@ -36,10 +38,7 @@ def test_surface_hint_prefers_the_denser_cluster():
 
 @pytest.fixture(scope='module')
 def synth_root(tmp_path_factory):
-    from pcdet_ext.datasets.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp('alpi_hint') / 'synthetic'
-    generate_dataset(str(root), num_frames=6, seed=3, workers=1, progress=False, val_fraction=0.0)
-    return root
+    return synthetic_root(tmp_path_factory, 'alpi_hint', num_frames=6, seed=3)
 
 
 def _dataset(root, **hint):

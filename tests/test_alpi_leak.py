@@ -14,16 +14,14 @@ import pytest
 from pcdet_ext.alpi.pipeline import ALPIPipeline
 
 from test_alpi_pipeline import _scramble_3d, tiny_cfg
+from _synthetic_helpers import synthetic_root
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')
 def synth_root(tmp_path_factory):
-    from pcdet_ext.datasets.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp('alpi_leak') / 'synthetic'
-    generate_dataset(str(root), num_frames=3, seed=11, workers=1, progress=False, val_fraction=0.0)
-    return root
+    return synthetic_root(tmp_path_factory, 'alpi_leak', num_frames=3, seed=11)
 
 
 def _run(root, out):

@@ -10,6 +10,8 @@ import pytest
 from pcdet_ext.alpi.pipeline import ALPIPipeline
 from pcdet_ext.config import ConfigDict
 
+from _synthetic_helpers import synthetic_root
+
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +36,7 @@ def tiny_cfg(root, steps=1, refine=True, **data):
 
 @pytest.fixture(scope='module')
 def synth_root(tmp_path_factory):
-    from pcdet_ext.datasets.synthetic import generate_dataset
-    root = tmp_path_factory.mktemp('alpi_pipe') / 'synthetic'
-    generate_dataset(str(root), num_frames=3, seed=5, workers=1, progress=False, val_fraction=0.0)
-    return root
+    return synthetic_root(tmp_path_factory, 'alpi_pipe', num_frames=3, seed=5)
 
 
 def copy_dataset(src: Path, dst: Path) -> Path:
