@@ -21,6 +21,13 @@ from ..geometry import Calibration, alpha_from_ry, boxes3d_lidar_to_kitti_camera
 UNKNOWN_3D = (-1.0, -1.0, -1.0, -1000.0, -1000.0, -1000.0, -10.0)
 
 
+def set_unknown_3d(anno: Dict[str, np.ndarray], i: int) -> None:
+    """Row i of a KITTI annotation dict gets KITTI's unknown 3D values (and alpha -10)."""
+    anno['dimensions'][i] = UNKNOWN_3D[0:3]
+    anno['location'][i] = UNKNOWN_3D[3:6]
+    anno['rotation_y'][i] = anno['alpha'][i] = UNKNOWN_3D[6]
+
+
 def _atomic_write(path: str, text: str) -> None:
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:
@@ -58,9 +65,7 @@ def frame_annotation(labels: Sequence, preds: Dict[int, dict], calib: Calibratio
     for i, lab in enumerate(rows):
         p = preds.get(lab.obj_index)
         if p is None:
-            anno['dimensions'][i] = UNKNOWN_3D[0:3]
-            anno['location'][i] = UNKNOWN_3D[3:6]
-            anno['rotation_y'][i] = anno['alpha'][i] = -10.0
+            set_unknown_3d(anno, i)
             continue
         cam = boxes3d_lidar_to_kitti_camera(np.asarray(p['box_lidar'], dtype=np.float64)[None], calib)[0]
         anno['location'][i] = cam[0:3]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..datasets.data_io import DataFileError, read_split_file, replace_dir
 from ..datasets.kitti.kitti_label_io import KittiLabelError, format_label_lines, parse_label_lines
-from .export import UNKNOWN_3D
+from .export import set_unknown_3d
 
 LINKED_DIRS = ('velodyne', 'calib', 'image_2', 'planes')
 REQUIRED_DIRS = ('velodyne', 'calib')
@@ -31,12 +31,8 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def _to_dontcare(anno: Dict[str, np.ndarray]) -> None:
-    h, w, l, x, y, z, ry = UNKNOWN_3D
     anno['name'] = np.array(['DontCare'])
-    anno['dimensions'][0] = (l, h, w)
-    anno['location'][0] = (x, y, z)
-    anno['rotation_y'][0] = ry
-    anno['alpha'][0] = -10.0
+    set_unknown_3d(anno, 0)
 
 
 def convert_pseudo_lines(lines: List[str], source: str, min_score: float, counts: dict) -> List[str]:
