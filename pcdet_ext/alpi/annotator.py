@@ -271,7 +271,7 @@ class ALPIAnnotator(nn.Module):
                 return (x * rw).sum() / rw.numel()
             centre_l = wmean(smooth_l1(pred['centre'][rows, cols] - gt[:, 0:3], 1.0 / 9).sum(dim=1))
             hc, hr = heading_bin_loss(pred['heading_cls'][rows, cols], pred['heading_res'][rows, cols], gt[:, 6])
-            hc, hr = hc * rw, hr * rw
+            hc, hr = wmean(hc), wmean(hr)
             size_t = encode_size(gt[:, 3:6], pred['prior'][rows, cols])
             size_l = wmean(smooth_l1(pred['size_res'][rows, cols] - size_t, 1.0 / 9).sum(dim=1))
             # corner loss on the differentiable box (soft heading: the residual of the target bin)
@@ -282,10 +282,10 @@ class ALPIAnnotator(nn.Module):
             box[:, 3:6] = decode_size(pred['size_res'][rows, cols], pred['prior'][rows, cols])
             box[:, 0:3] = pred['centre'][rows, cols]
             corner_l = wmean(corner_loss(self.to_lidar(box, batch_dict, rows), self.to_lidar(gt, batch_dict, rows)))
-            total = total + w['center'] * centre_l + w['heading_cls'] * hc.mean() + w['heading_res'] * hr.mean() \
+            total = total + w['center'] * centre_l + w['heading_cls'] * hc + w['heading_res'] * hr \
                 + w['size'] * size_l + w['corner'] * corner_l
-            tb.update(loss_center=centre_l.item(), loss_heading_cls=hc.mean().item(),
-                      loss_heading_res=hr.mean().item(), loss_size=size_l.item(), loss_corner=corner_l.item())
+            tb.update(loss_center=centre_l.item(), loss_heading_cls=hc.item(),
+                      loss_heading_res=hr.item(), loss_size=size_l.item(), loss_corner=corner_l.item())
 
         stype = batch_dict['sample_type'].long()
         real = (stype == REAL) | (stype == PSEUDO)
