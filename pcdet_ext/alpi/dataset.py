@@ -21,7 +21,7 @@ Config keys (DATA_CONFIG): DATASET, DATA_PATH, DATA_SPLIT {train, test}, LABEL_D
 DETECTIONS_FILE None, MIN_SCORE 0, NUM_POINT_FEATURES 4 (columns of the .bin files),
 SIZE_PRIORS, FRUSTUM {FrustumExtractor keys}, PROXY {ProxyGenerator keys}, PSEUDO_LABELS None
 (a pickle {(frame_id, obj_index): {'box_lidar', 'score'}} of kept pseudo-labels),
-CANDIDATE_POINTS 4096, PROGRESS True, UPPER_BOUND_3D_LABELS False, DEPTH_HINT {MODE 'height',
+CANDIDATE_POINTS 4096, POINT_STORE {MODE 'auto', DIR None, AUTO_FRAMES 1000}, PROGRESS True, UPPER_BOUND_3D_LABELS False, DEPTH_HINT {MODE 'height',
 WINDOW [0.85, 1.4], QUANTILE 10, EXTENT 0.5, MIN_POINTS 3}.
 
 DEPTH_HINT (the objectness target of real objects, from 2D evidence and LiDAR only):
@@ -34,6 +34,12 @@ DEPTH_HINT (the objectness target of real objects, from 2D evidence and LiDAR on
   surface) + EXTENT x (2 / pi)(l + w) (the mean extent of an l x w box over headings). Falls back
   to the height hint with fewer than MIN_POINTS points in the window.
 
+POINT_STORE (memory at scale): the per-object point arrays built once per step (candidate points
+of real objects, proxy and pasted frustums, label-mode frustums) are kept in RAM ('memory') or
+appended to one unlinked temporary file in DIR (default: the system temp dir) and read back per item
+('disk'); 'auto' picks 'disk' for splits of more than AUTO_FRAMES frames. A KITTI-size split (3712
+frames) holds about 1.3 GB of candidates at 4096 points, several GB with many proxies.
+
 UPPER_BOUND_3D_LABELS (benchmarks only, never the default): the 3D ground truth of every real
 object is read from the label files and used as its 3D target, as if every object were a proxy.
 It is the fully supervised upper bound the weak annotator is compared with (tools/bench_alpi.py);
@@ -41,6 +47,7 @@ it is the one place in the ALPI wing that reads 3D fields, and only when this ke
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -54,6 +61,7 @@ import torch.utils.data as torch_data
 from ..geometry import Calibration
 from ..ops.roiaware_pool3d import points_in_boxes_mask
 from ..registry import register
+from ..utils.array_store import ArrayStore
 from .annotator import PASTE, PROXY, PSEUDO, REAL
 from .export import evaluate_pseudo_labels, frame_annotation
 from .frustum import FrustumExtractor, FrustumSample, rect_to_frustum
@@ -204,6 +212,12 @@ class ALPIFrustumDataset(torch_data.Dataset):
         pseudo_path = cfg.get('PSEUDO_LABELS', None)
         self.candidate_points = int(cfg.get('CANDIDATE_POINTS', 4096))
         self.progress = bool(cfg.get('PROGRESS', True))
+        store_cfg = dict(cfg.get('POINT_STORE', None) or {})
+        unknown = sorted(set(store_cfg) - {'MODE', 'DIR', 'AUTO_FRAMES'})
+        if unknown or str(store_cfg.get('MODE', 'auto')) not in ('auto', 'memory', 'disk'):
+            raise ValueError(f"DATA_CONFIG.POINT_STORE: keys MODE ('auto', 'memory' or 'disk'), DIR, AUTO_FRAMES; "
+                             f"got {store_cfg}")
+        self.point_store_cfg = store_cfg
         self.upper_bound_3d = bool(cfg.get('UPPER_BOUND_3D_LABELS', False))
         hint_cfg = dict(cfg.get('DEPTH_HINT', None) or {})
         unknown = sorted(set(hint_cfg) - {'MODE', 'WINDOW', 'QUANTILE', 'EXTENT', 'MIN_POINTS'})
@@ -237,6 +251,10 @@ class ALPIFrustumDataset(torch_data.Dataset):
             # benchmark upper bound: 3D ground truth replaces every pseudo-label (see module doc)
             self.pseudo_labels = read_upper_bound_3d_labels(self.root_path, self.frame_ids, self.labels,
                                                             self.reader, self.label_dir)
+        mode = str(store_cfg.get('MODE', 'auto'))
+        if mode == 'auto':
+            mode = 'disk' if len(self.frame_ids) > int(store_cfg.get('AUTO_FRAMES', 1000)) else 'memory'
+        self.store = ArrayStore(mode, store_cfg.get('DIR', None), prefix='alpi_points_')
         self._build()
         if self.logger is not None:
             self.logger.info(f'ALPIFrustumDataset ({self.split}, {"train" if training else "label"}): '
@@ -272,7 +290,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
                                                     report=self.report)
                 for s in samples:
                     self.items.append(('real', len(self.samples)))
-                    self.samples.append(s)
+                    self.samples.append(self._park(s))
                 pos += len(labels)
                 continue
             self._add_candidates(fid, pts, calib, labels, shape)
@@ -281,6 +299,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
                     inj = self.proxy_generator.make_proxy(fid, pts, calib, lab, n, shape, self.report)
                     if inj is not None:
                         self.items.append(('proxy', len(self.injected)))
+                        inj.sample = self._park(inj.sample)
                         self.injected.append(inj)
                 key = (fid, lab.obj_index)
                 if key in self.pseudo_labels and self.proxy_generator.copy_paste_ratio > 0:
@@ -314,7 +333,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
             if len(idx) > self.candidate_points:
                 rng = np.random.default_rng([self.extractor.seed, lab.obj_index, len(idx)])
                 idx = np.sort(rng.choice(idx, self.candidate_points, replace=False))
-            self.candidates[(fid, lab.obj_index)] = pts[idx]
+            self.candidates[(fid, lab.obj_index)] = self.store.put(pts[idx])
             kind = 'pseudo' if (fid, lab.obj_index) in self.pseudo_labels else 'real'
             self.items.append((kind, (fid, lab)))
 
@@ -333,7 +352,24 @@ class ALPIFrustumDataset(torch_data.Dataset):
                                                       points, box, cls, k, self.image_shapes.get(fid), self.report)
             if inj is not None:
                 self.items.append(('paste', len(self.injected)))
+                inj.sample = self._park(inj.sample)
                 self.injected.append(inj)
+
+    # ------------------------------------------------------------------ point store
+    def _park(self, s: FrustumSample) -> FrustumSample:
+        """In 'disk' mode, move a sample's point arrays to the store (refs left in their place)."""
+        if self.store.mode == 'memory':
+            return s
+        return dataclasses.replace(s, points=self.store.put(s.points), point_indices=self.store.put(s.point_indices))
+
+    def sample_points(self, s: FrustumSample) -> FrustumSample:
+        """The sample with its point arrays in memory (read back from the store if parked)."""
+        if isinstance(s.points, np.ndarray):
+            return s
+        return dataclasses.replace(s, points=self.store.get(s.points), point_indices=self.store.get(s.point_indices))
+
+    def candidate_points_of(self, fid: str, obj_index: int) -> np.ndarray:
+        return self.store.get(self.candidates[(fid, obj_index)])
 
     # ------------------------------------------------------------------ items
     def __len__(self):
@@ -350,7 +386,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
         only (DEPTH_HINT.MODE, see the module doc)."""
         hint = self.height_depth_hint(s)
         if self.depth_hint_mode == 'lidar':
-            hint = self.lidar_depth_hint(s, hint)
+            hint = self.lidar_depth_hint(self.sample_points(s), hint)
         return hint
 
     def lidar_depth_hint(self, s: FrustumSample, height_hint: float) -> float:
@@ -369,6 +405,7 @@ class ALPIFrustumDataset(torch_data.Dataset):
         return float(rect_to_frustum(p, s.rot, s.origin)[0, 2])
 
     def _item(self, s: FrustumSample, stype: int, box3d=None) -> dict:
+        s = self.sample_points(s)
         calib = s.calibration()
         return {
             'frame_id': s.frame_id, 'obj_index': np.int64(s.obj_index), 'points': s.points.astype(np.float32),
@@ -389,10 +426,11 @@ class ALPIFrustumDataset(torch_data.Dataset):
             return self._item(inj.sample, PROXY if kind == 'proxy' else PASTE, inj.box_frustum)
         fid, lab = ref
         calib = self.reader.calib(fid)
-        samples, _ = self.extractor.extract(self.candidates[(fid, lab.obj_index)], calib, [lab], frame_id=fid,
+        cand = self.candidate_points_of(fid, lab.obj_index)
+        samples, _ = self.extractor.extract(cand, calib, [lab], frame_id=fid,
                                             training=True, epoch=self.epoch, image_shape=self.image_shapes[fid])
         if not samples:  # the jittered box lost every point: cut with the label box instead
-            samples, _ = self.extractor.extract(self.candidates[(fid, lab.obj_index)], calib, [lab], frame_id=fid)
+            samples, _ = self.extractor.extract(cand, calib, [lab], frame_id=fid)
         s = samples[0]
         if kind == 'pseudo':
             return self._item(s, PSEUDO, s.from_lidar_boxes(
