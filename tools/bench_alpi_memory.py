@@ -43,11 +43,12 @@ def run_one(args):
     read_s = time.time() - t0
     frames = len(ds.frame_ids)
     # bytes of point arrays the store holds in both modes, plus the parked frustums in disk mode
-    per_item = (ds.store.nbytes if ds.store.mode == 'disk' else
-                ds.store.nbytes + sum(inj.sample.points.nbytes + inj.sample.point_indices.nbytes for inj in ds.injected))
+    point_bytes = (ds.store.nbytes if ds.store.mode == 'disk' else
+                   ds.store.nbytes + sum(inj.sample.points.nbytes + inj.sample.point_indices.nbytes
+                                         for inj in ds.injected))
     print(json.dumps({'mode': args.mode, 'frames': frames, 'items': len(ds), 'build_s': round(build_s, 1),
                       'peak_rss_gib': round(rss / 2 ** 20, 3), 'rss_before_build_gib': round(base / 2 ** 20, 3),
-                      'point_bytes_per_frame': int(per_item / max(frames, 1)),
+                      'point_bytes_per_frame': int(point_bytes / max(frames, 1)),
                       'items_per_s': round(n / max(read_s, 1e-9), 1)}))
 
 
@@ -65,7 +66,7 @@ def main():
         return run_one(args)
     rows = []
     for mode in ('memory', 'disk'):
-        cmd = [sys.executable, __file__, '--mode', mode] + [a for a in sys.argv[1:]]
+        cmd = [sys.executable, __file__, '--mode', mode] + sys.argv[1:]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     kitti = 3712

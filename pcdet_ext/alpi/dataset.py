@@ -21,8 +21,9 @@ Config keys (DATA_CONFIG): DATASET, DATA_PATH, DATA_SPLIT {train, test}, LABEL_D
 DETECTIONS_FILE None, MIN_SCORE 0, NUM_POINT_FEATURES 4 (columns of the .bin files),
 SIZE_PRIORS, FRUSTUM {FrustumExtractor keys}, PROXY {ProxyGenerator keys}, PSEUDO_LABELS None
 (a pickle {(frame_id, obj_index): {'box_lidar', 'score'}} of kept pseudo-labels),
-CANDIDATE_POINTS 4096, POINT_STORE {MODE 'auto', DIR None, AUTO_FRAMES 1000}, PROGRESS True, UPPER_BOUND_3D_LABELS False, DEPTH_HINT {MODE 'height',
-WINDOW [0.85, 1.4], QUANTILE 10, EXTENT 0.5, MIN_POINTS 3}.
+CANDIDATE_POINTS 4096, POINT_STORE {MODE 'auto', DIR None, AUTO_FRAMES 1000}, PROGRESS True,
+UPPER_BOUND_3D_LABELS False, DEPTH_HINT {MODE 'height', WINDOW [0.85, 1.4], QUANTILE 10, EXTENT 0.5,
+MIN_POINTS 3}.
 
 DEPTH_HINT (the objectness target of real objects, from 2D evidence and LiDAR only):
 - 'height': the frustum-axis distance at which the prior height fills the 2D box. Biased near
@@ -37,8 +38,9 @@ DEPTH_HINT (the objectness target of real objects, from 2D evidence and LiDAR on
 POINT_STORE (memory at scale): the per-object point arrays built once per step (candidate points
 of real objects, proxy and pasted frustums, label-mode frustums) are kept in RAM ('memory') or
 appended to one unlinked temporary file in DIR (default: the system temp dir) and read back per item
-('disk'); 'auto' picks 'disk' for splits of more than AUTO_FRAMES frames. A KITTI-size split (3712
-frames) holds about 1.3 GB of candidates at 4096 points, several GB with many proxies.
+('disk'); 'auto' picks 'disk' for splits of more than AUTO_FRAMES frames. Extrapolated from 400
+synthetic frames, a 3712-frame split holds 0.6 GB of them with the KITTI config and 2.5 GB with
+600 % proxies (docs/benchmarks.md, tools/bench_alpi_memory.py).
 
 UPPER_BOUND_3D_LABELS (benchmarks only, never the default): the 3D ground truth of every real
 object is read from the label files and used as its 3D target, as if every object were a proxy.
@@ -217,7 +219,6 @@ class ALPIFrustumDataset(torch_data.Dataset):
         if unknown or str(store_cfg.get('MODE', 'auto')) not in ('auto', 'memory', 'disk'):
             raise ValueError(f"DATA_CONFIG.POINT_STORE: keys MODE ('auto', 'memory' or 'disk'), DIR, AUTO_FRAMES; "
                              f"got {store_cfg}")
-        self.point_store_cfg = store_cfg
         self.upper_bound_3d = bool(cfg.get('UPPER_BOUND_3D_LABELS', False))
         hint_cfg = dict(cfg.get('DEPTH_HINT', None) or {})
         unknown = sorted(set(hint_cfg) - {'MODE', 'WINDOW', 'QUANTILE', 'EXTENT', 'MIN_POINTS'})

@@ -1,7 +1,7 @@
 """ArrayStore: an append-only store of numpy arrays, in memory or spilled to one file on disk.
 
 Datasets that pre-compute many small per-object arrays (ALPI's candidate points, proxy frustums)
-would otherwise hold them all in RAM: about 1.3 GB of candidates alone for a KITTI-size split.
+would otherwise hold them all in RAM (0.6-2.5 GB for a KITTI-size ALPI split, docs/benchmarks.md).
 In 'disk' mode every array is appended to one temporary file and only (offset, dtype, shape) stays
 in memory; `get` reads it back with `os.pread`, which needs no shared file position, so
 DataLoader workers forked after the build read the same file safely.
@@ -26,27 +26,27 @@ class ArrayStore:
         self._arrays: List[np.ndarray] = []
         self._meta: List[Tuple[int, np.dtype, tuple]] = []
         self._fd = None
-        self.path = None
         self.nbytes = 0
         if mode == 'disk':
             if directory is not None:
                 os.makedirs(directory, exist_ok=True)
-            fd, self.path = tempfile.mkstemp(prefix=prefix, suffix='.bin', dir=directory)
-            self._fd = fd
+            self._fd, path = tempfile.mkstemp(prefix=prefix, suffix='.bin', dir=directory)
             # unlinked at once: the space is freed when the last process (workers too) closes it,
             # and a killed run leaves no stray file behind
-            os.unlink(self.path)
+            os.unlink(path)
 
     def __len__(self) -> int:
         return len(self._arrays) if self.mode == 'memory' else len(self._meta)
 
     def put(self, arr: np.ndarray) -> int:
         """Store a copy of `arr`; returns its reference (an int)."""
+        if self.mode == 'memory':
+            arr = np.array(arr, order='C', copy=True)  # one copy, contiguous
+            self.nbytes += arr.nbytes
+            self._arrays.append(arr)
+            return len(self._arrays) - 1
         arr = np.ascontiguousarray(arr)
         self.nbytes += arr.nbytes
-        if self.mode == 'memory':
-            self._arrays.append(arr.copy())
-            return len(self._arrays) - 1
         offset = os.lseek(self._fd, 0, os.SEEK_END)
         data = arr.tobytes()
         written = 0
@@ -59,12 +59,12 @@ class ArrayStore:
         if self.mode == 'memory':
             return self._arrays[ref]
         offset, dtype, shape = self._meta[ref]
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        buf = os.pread(self._fd, n, offset)
-        if len(buf) != n:
-            raise IOError(f'ArrayStore: short read of entry {ref} ({len(buf)} of {n} bytes); was the '
+        out = np.empty(shape, dtype=dtype)
+        got = os.preadv(self._fd, [out.reshape(-1).view(np.uint8)], offset)  # read straight into `out`
+        if got != out.nbytes:
+            raise IOError(f'ArrayStore: short read of entry {ref} ({got} of {out.nbytes} bytes); was the '
                           f'store file truncated?')
-        return np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
+        return out
 
     def close(self):
         if self._fd is not None:
