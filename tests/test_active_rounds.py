@@ -275,3 +275,30 @@ def test_min_train_iters_raises_epochs_of_small_labelled_sets(data, tmp_path):
     assert run.round_epochs(3) == 15                      # 2 batches of 2 per epoch -> 15 epochs
     assert run.round_epochs(10) == 6                      # 5 batches per epoch
     assert run.round_epochs(200) == 2                     # 100 batches > 30: unchanged
+
+
+def test_initial_from_adopts_round0_without_training(data, ref_random):
+    """--initial_from: round 0 reuses another run's initial set, labelled data and model (no second
+    training), then selects with its own strategy; a run with another seed is refused."""
+    base, root, cfg = data
+    src = _round_dir(ref_random, 0)
+    out = base / 'adopt'
+    run_active_learning(_opts(cfg, out, strategy='entropy', initial_from=str(src.parent)))
+    rd = _round_dir(out, 0)
+    assert _lines(rd / 'start' / 'labelled.txt') == _lines(src / 'start' / 'labelled.txt')
+    marker = json.loads((rd / 'done' / 'train.json').read_text())
+    assert marker['adopted_from'] == str(src)
+    ckpt = Path(marker['ckpt'])
+    assert ckpt.parent == rd / 'train' / 'ckpt'
+    assert ckpt.read_bytes() == (src / 'train' / 'ckpt' / ckpt.name).read_bytes()
+    trained = list(rd.glob('train/log/train_*.log')) + list(rd.glob('train/tensorboard'))
+    assert list(src.glob('train/log/train_*.log')) and not trained, 'round 0 was trained again'
+    # same model: the round-0 evaluation is the source's, the selection is entropy's own
+    assert json.loads((rd / 'eval.json').read_text())['mAP'] == json.loads((src / 'eval.json').read_text())['mAP']
+    assert json.loads((rd / 'selection.json').read_text())['strategy'] == 'Entropy'
+    assert json.loads((rd / 'settings.json').read_text())['initial_from'] == str(src.parent)
+    with pytest.raises(ALInputError, match=r"differs in \['seed'\]"):
+        run_active_learning(_opts(cfg, base / 'adopt_seed1', strategy='entropy', seed=1, initial_from=str(src.parent)))
+    with pytest.raises(ALInputError, match='no round 0 with finished stages'):
+        run_active_learning(_opts(cfg, base / 'adopt_none', strategy='entropy', initial_from=str(base / 'nowhere')))
+    assert not (base / 'adopt_seed1').exists() or not list((base / 'adopt_seed1').rglob('round_*'))

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
     p.add_argument('--output_root', default=None, help='folder holding output/ (default: the repo root)')
     p.add_argument('--pretrained_model', default=None, help='initial weights for every round\'s training')
+    p.add_argument('--initial_from', default=None,
+                   help='another run\'s folder (output/.../<extra_tag>): round 0 adopts its initial set and '
+                        'trained model (same config, seed, initial boxes and epochs) instead of training again')
     p.add_argument('--set', dest='set_cfgs', default=[], nargs=argparse.REMAINDER,
                    help='extra config keys: --set A.B value ...')
     return p

@@ -40,6 +40,9 @@ FULL_CFG = """_BASE_CONFIG_: {base}
 DATA_CONFIG:
     DATA_PATH: {data}
 """
+MIN_ITERS_CFG = """ACTIVE_LEARNING:
+    MIN_TRAIN_ITERS: {iters}
+"""
 
 
 def parse_args(argv=None):
@@ -58,6 +61,13 @@ def parse_args(argv=None):
                    help='boxes per round, share of the pool\'s boxes (default 0.005; smoke 0.1)')
     p.add_argument('--epochs', type=int, default=None, help='epochs per training (default: the config\'s; smoke 1)')
     p.add_argument('--cpsp_epochs', type=int, default=None, help='CPSP epochs (default: the config\'s; smoke 2)')
+    p.add_argument('--min_train_iters', type=int, default=None,
+                   help='ACTIVE_LEARNING.MIN_TRAIN_ITERS of every round\'s training (default: the config\'s)')
+    p.add_argument('--initial_strategy', default=None,
+                   help='the run whose round 0 (initial random set + model) every other strategy of the same seed '
+                        'adopts (default: the first of --strategies)')
+    p.add_argument('--no_share_initial', action='store_true',
+                   help='every strategy draws and trains its own round 0 (same seed, so the same set)')
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--device', default='auto')
     p.add_argument('--no_upper_bound', action='store_true', help='skip the fully labelled training')
@@ -88,10 +98,12 @@ def pool_stats(data: Path) -> dict:
     return {'frames': len(infos), 'boxes': int(sum(per_class.values())), 'boxes_per_class': per_class}
 
 
-def write_cfg(out: Path, data: Path, base: str, smoke: bool) -> str:
+def write_cfg(out: Path, data: Path, base: str, smoke: bool, min_train_iters=None) -> str:
     f = out / 'cfgs' / 'bench_al' / ('smoke.yaml' if smoke else Path(base).name)
     f.parent.mkdir(parents=True, exist_ok=True)
     text = FULL_CFG.format(base=(REPO / SMOKE_BASE if smoke else Path(base)).resolve(), data=data.resolve())
+    if min_train_iters is not None:
+        text += MIN_ITERS_CFG.format(iters=int(min_train_iters))
     f.write_text(text)
     return str(f)
 
@@ -114,15 +126,25 @@ def upper_bound(cfg: str, out: Path, args) -> dict:
     return res
 
 
+def run_tag(name: str, seed: int) -> str:
+    return f'{name.replace("+", "_")}_s{seed}'
+
+
 def run_strategy(cfg: str, out: Path, name: str, seed: int, initial: int, budget: int, args) -> dict:
     strategy, _, extra = name.partition('+')
     if extra not in ('', 'cpsp'):
         raise ALInputError(f'--strategies: {name!r}: only "+cpsp" may follow a strategy name')
+    initial_from = None
+    source = args.initial_strategy or args.strategies[0]
+    if not args.no_share_initial and name != source:
+        # round 0 (labelled set + model A) is the same for every strategy of a seed: train it once
+        initial_from = str(out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(source, seed))
     t0 = time.time()
     rounds = run_active_learning(RoundOptions(
         cfg_file=cfg, strategy=strategy, cpsp=extra == 'cpsp', budget_boxes=budget, initial_boxes=initial,
-        rounds=args.rounds, final_round=True, extra_tag=f'{name.replace("+", "_")}_s{seed}', epochs=args.epochs,
-        cpsp_epochs=args.cpsp_epochs, seed=seed, workers=args.workers, device=args.device, output_root=str(out)))
+        rounds=args.rounds, final_round=True, extra_tag=run_tag(name, seed), epochs=args.epochs,
+        cpsp_epochs=args.cpsp_epochs, seed=seed, workers=args.workers, device=args.device, output_root=str(out),
+        initial_from=initial_from))
     return {'strategy': name, 'seed': seed, 'wall_s': time.time() - t0,
             'points': [{k: r.get(k) for k in ('round', 'labelled_boxes', 'labelled_frames', 'mAP', *CLASSES)}
                        for r in rounds]}
@@ -217,9 +239,11 @@ def main(argv=None) -> int:
         pool = prepare_data(data, frames)
         initial = max(1, int(round(args.initial_frac * pool['boxes'])))
         budget = max(1, int(round(args.budget_frac * pool['boxes'])))
-        cfg = write_cfg(out, data, args.cfg_file, args.smoke)
+        cfg = write_cfg(out, data, args.cfg_file, args.smoke, args.min_train_iters)
         ub = {} if args.no_upper_bound else upper_bound(cfg, out, args)
-        runs = [run_strategy(cfg, out, s, seed, initial, budget, args) for s in args.strategies for seed in args.seeds]
+        source = args.initial_strategy or args.strategies[0]
+        order = sorted(args.strategies, key=lambda s: s != source)  # the shared round 0 first
+        runs = [run_strategy(cfg, out, s, seed, initial, budget, args) for seed in args.seeds for s in order]
     except ALInputError as e:
         print(f'bench_al.py: error: {e}', file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ class RoundOptions:
     device: str = 'auto'
     output_root: Optional[str] = None
     pretrained_model: Optional[str] = None
+    initial_from: Optional[str] = None
     set_cfgs: List[str] = field(default_factory=list)
 
 

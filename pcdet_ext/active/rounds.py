@@ -16,6 +16,11 @@ One round K (artifacts in output/<cfg group>/<cfg name>/<extra_tag>/round_K/):
     eval      eval.json: KITTI evaluation of the final model on the val split
     curve     al_curve.{json,png}: AP3D R40 moderate vs labelled boxes, rounds 0..K
 
+With `initial_from` (another run's folder), round 0 adopts that run's initial set, labelled data
+and trained model instead of drawing and training them again: strategies compared from one
+initial model, as the papers do, and one training saved per extra strategy. The other run must
+have the same config, seed, initial boxes, epochs and pretrained model (checked before any work).
+
 A final round (`select=False`, the S-SSAL recipe's "retrain, final CPSP") trains and evaluates
 only. Each stage ends with an atomic done-marker (round_stages.py), so a killed run resumes at the
 stage it was in; a finished round is never overwritten without force=True.
@@ -115,6 +120,7 @@ class ActiveLearningRun:
         self.exp_dir = output_dir_for(self.cfg, ns)
         plain = json.dumps(to_plain(self.cfg), sort_keys=True, default=str)
         self.cfg_hash = hashlib.sha1(plain.encode()).hexdigest()[:12]
+        self.initial_src = self._check_initial_from() if opts.initial_from is not None else None
         prev = self.round_dir(opts.first_round - 1)
         if opts.first_round > 0 and not RoundStages(prev).finished:
             raise ALInputError(f'round {opts.first_round - 1} is not finished ({prev}); run it first '
@@ -139,6 +145,51 @@ class ActiveLearningRun:
     def round_dir(self, k: int) -> Path:
         return self.exp_dir / f'round_{k}'
 
+    # stages round 0 can adopt from another run (--initial_from), and the settings they depend on
+    ADOPTED_STAGES = ('pool', 'data', 'train')
+    ADOPT_KEYS = ('seed', 'initial_boxes', 'cfg_hash', 'epochs', 'pretrained_model')
+
+    def _check_initial_from(self) -> Path:
+        src = Path(self.opts.initial_from)
+        if (src / 'round_0').is_dir():
+            src = src / 'round_0'
+        st = RoundStages(src)
+        missing = [s for s in self.ADOPTED_STAGES if not st.is_done(s)]
+        if not st.settings_file().is_file() or missing:
+            raise ALInputError(f'--initial_from {self.opts.initial_from}: no round 0 with finished stages '
+                               f'{list(self.ADOPTED_STAGES)} there (missing: {missing or ["settings.json"]})')
+        if src.resolve() == self.round_dir(0).resolve():
+            raise ALInputError(f'--initial_from {self.opts.initial_from} is this run\'s own round 0')
+        theirs = read_json(st.settings_file())
+        ours = self.settings(0, True)
+        diff = sorted(k for k in self.ADOPT_KEYS if theirs.get(k) != ours.get(k))
+        if diff:
+            raise ALInputError(f'--initial_from {src}: its round 0 differs in {diff} '
+                               f'({ {k: theirs.get(k) for k in diff} } vs ours { {k: ours.get(k) for k in diff} }); '
+                               f'the initial set and model would not be the same')
+        return src
+
+    def _adopt_initial(self, st: RoundStages) -> None:
+        """Copy the source run's round-0 pool lists, labelled data and checkpoint, then mark those
+        stages done (artifacts first, markers last: a kill in between redoes the copy)."""
+        src = RoundStages(self.initial_src)
+        for stage, sub in (('pool', 'start'), ('data', 'data')):
+            if not st.is_done(stage):
+                shutil.rmtree(st.dir / sub, ignore_errors=True)
+                shutil.copytree(src.dir / sub, st.dir / sub)
+                st.mark(stage, {**src.load(stage), 'adopted_from': str(src.dir)})
+        if not st.is_done('train'):
+            ckpt = Path(src.load('train')['ckpt'])
+            if not ckpt.is_file():
+                raise ALInputError(f'--initial_from {src.dir}: its checkpoint {ckpt} is missing')
+            dst = st.dir / 'train' / 'ckpt' / ckpt.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f'.{dst.name}.tmp')
+            shutil.copyfile(ckpt, tmp)
+            tmp.replace(dst)
+            st.mark('train', {'ckpt': str(dst), 'adopted_from': str(src.dir)})
+        self._log(f'round 0: initial set and model adopted from {src.dir}')
+
     def _log(self, msg: str) -> None:
         if self.logger is not None:
             self.logger.info(msg)
@@ -152,7 +203,8 @@ class ActiveLearningRun:
                 'budget_boxes': self.budget_boxes if select else None,
                 'initial_boxes': self.initial_boxes if k == 0 else None, 'cpsp': o.cpsp, 'epochs': o.epochs,
                 'cpsp_epochs': o.cpsp_epochs if o.cpsp else None, 'seed': o.seed, 'cfg_hash': self.cfg_hash,
-                'pretrained_model': o.pretrained_model}
+                'pretrained_model': o.pretrained_model,
+                'initial_from': str(o.initial_from) if k == 0 and o.initial_from is not None else None}
 
     # ---- driver ----------------------------------------------------------------------------
     def run(self) -> List[dict]:
@@ -217,6 +269,8 @@ class ActiveLearningRun:
             return done
         rd = self.round_dir(k)
         st = RoundStages(rd)
+        if k == 0 and self.initial_src is not None:
+            self._adopt_initial(st)
         oracle = LabelOracle(self.root, self.class_names)
         pool = self.stage_pool(k, st, oracle)
         trained_on = pool.report()  # the curve's x: the boxes this round's model is trained on
@@ -274,7 +328,8 @@ class ActiveLearningRun:
         if o.output_root:
             argv += ['--output_root', str(o.output_root)]
         if epochs is not None:
-            argv += ['--epochs', str(epochs)]
+            # a tiny labelled set trains hundreds of one-batch epochs: ~20 checkpoints are enough to resume
+            argv += ['--epochs', str(epochs), '--ckpt_save_interval', str(max(1, epochs // 20))]
         if o.batch_size is not None:
             argv += ['--batch_size', str(o.batch_size)]
         if pretrained:
