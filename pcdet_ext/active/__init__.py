@@ -8,6 +8,7 @@ from .pool import ActivePool, Annotation, LabelOracle, annotate_until_budget, ch
 from .rounds import ActiveLearningRun, ALInputError, RoundOptions, run_active_learning
 from .strategies import QueryStrategy, Selection, build_strategy, strategy_names
 from .summaries import (FrameSummary, InferenceDropout, LabelFreeKittiDataset, build_label_free_dataloader,
-                        load_summaries, merge_summaries, save_summaries, score_pool)
+                        load_detector, load_summaries, merge_summaries, save_summaries, score_frames,
+                        score_pool)
 
 __all__ = [n for n in dir() if not n.startswith('_')]

@@ -48,7 +48,7 @@ from .round_options import AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, Ro
 from .round_stages import RoundStages, read_json, write_json
 from .strategies import Selection, build_strategy
 from .strategies.cal import merge_model_summaries
-from .summaries import build_label_free_dataloader, load_summaries, save_summaries, score_pool
+from .summaries import load_summaries, save_summaries, score_frames
 
 
 class ActiveLearningRun:
@@ -383,31 +383,11 @@ class ActiveLearningRun:
         return ckpt
 
     # scoring --------------------------------------------------------------------------------
-    def _load_model(self, ckpt: str, dataset):
-        import torch
-        from ..models import build_network
-        from ..runtime.checkpoint import load_params_from_file
-        torch.manual_seed(0)
-        model = build_network(self.cfg.MODEL, num_class=len(self.class_names), dataset=dataset)
-        load_params_from_file(model, ckpt)
-        return model.to(self.device).eval()
-
-    def _loader(self, ids, dist: bool = False):
-        return build_label_free_dataloader(self.cfg.DATA_CONFIG, self.class_names, ids, root_path=self.root,
-                                           batch_size=int(self.al['SCORE_BATCH_SIZE']),
-                                           workers=self.opts.workers, dist=dist)
-
     def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: bool = False) -> dict:
-        import torch
-        from .summaries import merge_summaries
-        ds, loader = self._loader(ids, dist)
-        model = self._load_model(ckpt_or_model, ds) if isinstance(ckpt_or_model, (str, Path)) else ckpt_or_model
-        was_training = model.training
-        with torch.no_grad():
-            out = score_pool(model, loader, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
-                             seed=self.opts.seed)
-        model.train(was_training)
-        return merge_summaries(out) if dist else out
+        return score_frames(self.cfg, ids, ckpt_or_model, root_path=self.root,
+                            batch_size=int(self.al['SCORE_BATCH_SIZE']), workers=self.opts.workers,
+                            device=self.device, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
+                            seed=self.opts.seed, dist=dist)
 
     def stage_cpsp_banks(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool, ckpt_a: str) -> Path:
         d = st.dir / 'cpsp'

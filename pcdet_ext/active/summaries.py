@@ -238,6 +238,36 @@ def score_pool(model, dataloader, mc_passes: int = 0, dropout_p: float = 0.2, se
     return result
 
 
+def load_detector(model_cfg, class_names, ckpt, dataset, device):
+    """The detector of `model_cfg` with the weights of `ckpt`, in eval mode on `device`."""
+    from ..models import build_network
+    from ..runtime.checkpoint import load_params_from_file
+    torch.manual_seed(0)  # modules without checkpoint weights (none expected) start the same on every rank
+    model = build_network(model_cfg, num_class=len(class_names), dataset=dataset)
+    load_params_from_file(model, ckpt)
+    return model.to(device).eval()
+
+
+def score_frames(cfg, frame_ids: Sequence[str], model_or_ckpt, root_path=None, batch_size: int = 4,
+                 workers: int = 0, device='cpu', mc_passes: int = 0, dropout_p: float = 0.2, seed: int = 0,
+                 dist: bool = False, progress: bool = False) -> Summaries:
+    """Score `frame_ids` (read label-free) with a detector or a checkpoint of cfg.MODEL.
+
+    dist=True (torch.distributed initialised, e.g. under torchrun): each rank scores its share
+    of the frames (a non-shuffled DistributedSampler) and every rank returns the merged dict."""
+    class_names = list(cfg.CLASS_NAMES)
+    ds, loader = build_label_free_dataloader(cfg.DATA_CONFIG, class_names, frame_ids, root_path=root_path,
+                                             batch_size=batch_size, workers=workers, dist=dist)
+    model = model_or_ckpt
+    if isinstance(model_or_ckpt, (str, bytes)) or hasattr(model_or_ckpt, '__fspath__'):
+        model = load_detector(cfg.MODEL, class_names, model_or_ckpt, ds, device)
+    was_training = model.training
+    with torch.no_grad():
+        out = score_pool(model, loader, mc_passes=mc_passes, dropout_p=dropout_p, seed=seed, progress=progress)
+    model.train(was_training)
+    return merge_summaries(out) if dist else out
+
+
 def merge_summaries(local: Summaries) -> Summaries:
     """Gather per-rank summaries (torch.distributed initialised) into one dict on every rank;
     a plain copy otherwise. Frames scored twice (sampler padding) are kept once."""
