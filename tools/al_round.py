@@ -6,6 +6,8 @@ annotate, evaluate; resumable, never overwrites a finished round without --force
         --round 0 --budget_boxes 150 --initial_boxes 300
     # three rounds in a row
     python tools/al_round.py --cfg_file ... --strategy crb --round 0 --rounds 3 --budget_boxes 150
+    # the same on 2 processes / GPUs: DDP training, the pool scored in two halves
+    torchrun --nproc_per_node 2 tools/al_round.py --launcher pytorch --cfg_file ... --strategy cal ...
     # the S-SSAL recipe: random initial set, training, CPSP, CAL, ..., retrain + final CPSP
     python tools/al_round.py --cfg_file cfgs/sssal/second_synthetic.yaml --recipe sssal \\
         --budget_boxes 150 --initial_boxes 300 --rounds 1
@@ -47,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=2, help='data-loader workers')
     p.add_argument('--batch_size', type=int, default=None)
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')
+    p.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
+                   help='pytorch: under torchrun, DDP training and the pool scoring split across the ranks '
+                        '(rank 0 writes every artifact)')
+    p.add_argument('--tcp_port', type=int, default=18888, help='port for the process group without torchrun\'s')
     p.add_argument('--output_root', default=None, help='folder holding output/ (default: the repo root)')
     p.add_argument('--pretrained_model', default=None, help='initial weights for every round\'s training')
     p.add_argument('--initial_from', default=None,

@@ -46,6 +46,8 @@ class RoundOptions:
     output_root: Optional[str] = None
     pretrained_model: Optional[str] = None
     initial_from: Optional[str] = None
+    launcher: str = 'none'
+    tcp_port: int = 18888
     set_cfgs: List[str] = field(default_factory=list)
 
 

@@ -128,6 +128,7 @@ class ActiveLearningRun:
         if opts.first_round > 0 and opts.rounds > 0 and not read_split_file(prev / 'unlabelled.txt'):
             raise ALInputError(f'the pool is empty: round {opts.first_round - 1} labelled every frame')
         self.logger = None
+        self.rank, self.world = 0, 1  # set by run() under --launcher pytorch
 
     # ---- helpers ---------------------------------------------------------------------------
     def _build_strategy(self):
@@ -191,10 +192,50 @@ class ActiveLearningRun:
         self._log(f'round 0: initial set and model adopted from {src.dir}')
 
     def _log(self, msg: str) -> None:
+        if self.rank != 0:
+            return
         if self.logger is not None:
             self.logger.info(msg)
         else:
             print(msg, flush=True)
+
+    # ---- several ranks (torchrun): training and scoring are split, rank 0 writes every artifact
+    @property
+    def dist(self) -> bool:
+        return self.world > 1
+
+    def _barrier(self) -> None:
+        if self.dist:
+            from ..runtime.dist import barrier
+            barrier()
+
+    def _on_main(self, fn, read_fn=None):
+        """Run fn on rank 0 (it writes the stage's artifacts and marker), then read_fn (default fn,
+        which then finds the stage done and loads it) on the other ranks. An error on rank 0 is
+        raised on every rank, so no rank waits forever."""
+        if not self.dist:
+            return fn()
+        import torch.distributed as tdist
+        out, err, status = None, None, [None]
+        if self.rank == 0:
+            try:
+                out = fn()
+            except Exception as e:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                err = e
+                status = [(type(e).__name__, str(e))]
+        tdist.broadcast_object_list(status, src=0)
+        if err is not None:
+            raise err
+        if status[0] is not None:
+            kind = ALInputError if status[0][0] == 'ALInputError' else RuntimeError
+            raise kind(f'rank 0: {status[0][1]}')
+        return out if self.rank == 0 else (read_fn or fn)()
+
+    def _mark_main(self, st: RoundStages, stage: str, payload: Optional[dict] = None) -> None:
+        """A stage every rank ran (training, scoring): rank 0 marks it done, then all meet."""
+        if self.rank == 0:
+            st.mark(stage, payload)
+        self._barrier()
 
     def settings(self, k: int, select: bool) -> dict:
         o = self.opts
@@ -208,11 +249,19 @@ class ActiveLearningRun:
 
     # ---- driver ----------------------------------------------------------------------------
     def run(self) -> List[dict]:
+        from ..runtime import dist as dist_utils
         from ..runtime.common import timestamp
         from ..runtime.logger import close_logger, create_logger
-        self.exp_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = create_logger(self.exp_dir / 'log' / f'al_round_{timestamp()}.log',
-                                    name=f'pcdet_ext.al.{self.exp_dir}')
+        if self.opts.launcher == 'pytorch':
+            self.world, self.rank = dist_utils.init_dist_pytorch(self.opts.tcp_port, device=str(self.device))
+            if self.device.type == 'cuda':
+                import torch
+                self.device = torch.device('cuda', torch.cuda.current_device())
+        if self.rank == 0:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            self.logger = create_logger(self.exp_dir / 'log' / f'al_round_{timestamp()}.log',
+                                        name=f'pcdet_ext.al.{self.exp_dir}')
+        self._barrier()
         try:
             out = []
             ks = list(range(self.opts.first_round, self.opts.first_round + self.opts.rounds))
@@ -222,8 +271,11 @@ class ActiveLearningRun:
                 out.append(self.run_round(self.opts.first_round + self.opts.rounds, select=False))
             return out
         finally:
-            close_logger(self.logger)
+            if self.logger is not None:
+                close_logger(self.logger)
             self.logger = None
+            if self.opts.launcher == 'pytorch':
+                dist_utils.destroy()
 
     def _prepare_round_dir(self, k: int, settings: dict) -> Optional[dict]:
         """Returns the summary of a finished round with the same settings (nothing to do)."""
@@ -264,19 +316,20 @@ class ActiveLearningRun:
 
     def run_round(self, k: int, select: bool = True) -> dict:
         settings = self.settings(k, select)
-        done = self._prepare_round_dir(k, settings)
-        if done is not None:
-            return done
         rd = self.round_dir(k)
         st = RoundStages(rd)
+        done = self._on_main(lambda: self._prepare_round_dir(k, settings),
+                             lambda: read_json(rd / 'round_summary.json') if st.finished else None)
+        if done is not None:
+            return done
         if k == 0 and self.initial_src is not None:
-            self._adopt_initial(st)
+            self._on_main(lambda: self._adopt_initial(st))
         oracle = LabelOracle(self.root, self.class_names)
-        pool = self.stage_pool(k, st, oracle)
+        pool = self._on_main(lambda: self.stage_pool(k, st, oracle))
         trained_on = pool.report()  # the curve's x: the boxes this round's model is trained on
         if select and not pool.unlabelled:
             raise ALInputError(f'round {k}: the pool is empty (every frame is labelled); nothing to select')
-        data = self.stage_data(st, oracle, pool)
+        data = self._on_main(lambda: self.stage_data(st, oracle, pool))
         ckpt_a = self.stage_train(k, st, data)
         final_ckpt, ckpt_for_cal = ckpt_a, None
         if self.opts.cpsp:
@@ -285,21 +338,27 @@ class ActiveLearningRun:
             ckpt_for_cal = ckpt_a
         if select:
             self.stage_score(st, pool, final_ckpt, ckpt_for_cal)
-            sel = self.stage_select(k, st)
-            next_pool = self.stage_annotate(k, st, oracle, pool, sel)
+            sel = self._on_main(lambda: self.stage_select(k, st))
+            next_pool = self._on_main(lambda: self.stage_annotate(k, st, oracle, pool, sel))
         else:
             next_pool = pool
-            if not st.is_done('annotate'):
-                pool.round_index = k + 1
-                pool.write(rd)
-                st.mark('annotate', {'final_round': True})
+            self._on_main(lambda: self._final_round_lists(k, st, pool))
         result = self.stage_eval(k, st, final_ckpt)
-        summary = self.stage_curve(k, st, trained_on, next_pool, result)
+        summary = self._on_main(lambda: self.stage_curve(k, st, trained_on, next_pool, result),
+                                lambda: read_json(rd / 'round_summary.json'))
         self._log(f'round {k} finished: {summary["labelled_boxes"]} labelled boxes, mAP {summary["mAP"]:.2f} '
                   f'-> {rd}')
         return summary
 
     # ---- stages ----------------------------------------------------------------------------
+    @staticmethod
+    def _final_round_lists(k: int, st: RoundStages, pool: ActivePool) -> None:
+        """A final round selects nothing: its lists are its start lists."""
+        if not st.is_done('annotate'):
+            pool.round_index = k + 1
+            pool.write(st.dir)
+            st.mark('annotate', {'final_round': True})
+
     def stage_pool(self, k: int, st: RoundStages, oracle: LabelOracle) -> ActivePool:
         start = st.dir / 'start'
         if st.is_done('pool'):
@@ -325,6 +384,8 @@ class ActiveLearningRun:
         o = self.opts
         argv = ['--cfg_file', o.cfg_file, '--extra_tag', f'{o.extra_tag}/round_{k}/{sub}', '--workers',
                 str(o.workers), '--device', o.device, '--fix_random_seed', '--skip_eval', '--max_ckpt_save_num', '2']
+        if self.dist:  # DDP over the ranks this driver runs on (the tool joins the existing group)
+            argv += ['--launcher', 'pytorch', '--tcp_port', str(o.tcp_port)]
         if o.output_root:
             argv += ['--output_root', str(o.output_root)]
         if epochs is not None:
@@ -379,11 +440,13 @@ class ActiveLearningRun:
         self._log(f'round {k}: training on the labelled frames' + (f' ({epochs} epochs)' if epochs else ''))
         ckpt = self._run_training(self._train_argv(k, 'train', epochs, self.opts.pretrained_model),
                                   loader_fn, None)
-        st.mark('train', {'ckpt': ckpt})
+        self._mark_main(st, 'train', {'ckpt': ckpt})
         return ckpt
 
     # scoring --------------------------------------------------------------------------------
-    def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: bool = False) -> dict:
+    def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: Optional[bool] = None) -> dict:
+        """Summaries of `ids`; split across the ranks (and merged on each) when several run."""
+        dist = self.dist if dist is None else dist
         return score_frames(self.cfg, ids, ckpt_or_model, root_path=self.root,
                             batch_size=int(self.al['SCORE_BATCH_SIZE']), workers=self.opts.workers,
                             device=self.device, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
@@ -398,11 +461,14 @@ class ActiveLearningRun:
         summ_file = st.dir / 'summaries_A.pkl'
         self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with the labelled-only model')
         summaries_a = self.score(ckpt_a, pool.unlabelled)
-        save_summaries(summaries_a, summ_file)
-        banks = build_banks(self.root, oracle, pool.labelled, summaries_a, self.class_names, seed=self.opts.seed,
-                            low_thresh=float(self.cpsp_opts['LOW_THRESH']))
-        banks.save(banks_file)
-        st.mark('cpsp', {'banks': str(banks_file), 'counts': banks.counts()})
+
+        def build():
+            save_summaries(summaries_a, summ_file)
+            banks = build_banks(self.root, oracle, pool.labelled, summaries_a, self.class_names,
+                                seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']))
+            banks.save(banks_file)
+            st.mark('cpsp', {'banks': str(banks_file), 'counts': banks.counts()})
+        self._on_main(build, lambda: None)
         return banks_file
 
     def _cpsp_options(self) -> dict:
@@ -424,7 +490,7 @@ class ActiveLearningRun:
         epochs = self.opts.cpsp_epochs or self.cpsp_opts['EPOCHS'] or self.opts.epochs
         self._log(f'round {k}: CPSP training on pseudo-scenes from model A')
         ckpt = self._run_training(self._train_argv(k, 'cpsp', epochs, ckpt_a), loader_fn, net_fn)
-        st.mark('cpsp_train', {'ckpt': ckpt})
+        self._mark_main(st, 'cpsp_train', {'ckpt': ckpt})
         return ckpt
 
     def stage_score(self, st: RoundStages, pool: ActivePool, ckpt: str, ckpt_a: Optional[str]) -> None:
@@ -432,13 +498,17 @@ class ActiveLearningRun:
             return
         mc = int(self.al['MC_PASSES']) if self.strategy.name == 'MCDropout' else 0
         self._log(f'scoring {len(pool.unlabelled)} unlabelled and {len(pool.labelled)} labelled frames')
-        save_summaries(self.score(ckpt, pool.unlabelled, mc_passes=mc), st.dir / 'summaries.pkl')
-        save_summaries(self.score(ckpt, pool.labelled), st.dir / 'summaries_labelled.pkl')
+
+        def save(summaries, name):  # every rank scores its share; rank 0 writes the merged summaries
+            if self.rank == 0:
+                save_summaries(summaries, st.dir / name)
+        save(self.score(ckpt, pool.unlabelled, mc_passes=mc), 'summaries.pkl')
+        save(self.score(ckpt, pool.labelled), 'summaries_labelled.pkl')
         if self.strategy.name == 'CAL' and ckpt_a is not None:
             if not (st.dir / 'summaries_A.pkl').is_file():
-                save_summaries(self.score(ckpt_a, pool.unlabelled), st.dir / 'summaries_A.pkl')
-            save_summaries(self.score(ckpt_a, pool.labelled), st.dir / 'summaries_labelled_A.pkl')
-        st.mark('score')
+                save(self.score(ckpt_a, pool.unlabelled), 'summaries_A.pkl')
+            save(self.score(ckpt_a, pool.labelled), 'summaries_labelled_A.pkl')
+        self._mark_main(st, 'score')
 
     def stage_select(self, k: int, st: RoundStages) -> Selection:
         path = st.dir / 'selection.json'
@@ -486,14 +556,17 @@ class ActiveLearningRun:
             argv += ['--batch_size', str(o.batch_size)]
         if o.set_cfgs:
             argv += ['--set', *o.set_cfgs]
+        if self.dist:  # every rank evaluates its share of the val split; rank 0 gets the merged result
+            argv += ['--launcher', 'pytorch', '--tcp_port', str(o.tcp_port)]
         self._log(f'round {k}: evaluating {ckpt} on the val split')
         ret = test_tool.main(argv)
-        result = next(iter(ret['results'].values())) if ret['results'] else {}
-        result = {key: float(v) for key, v in result.items() if isinstance(v, (int, float, np.floating))}
-        out = {'ckpt': ckpt, 'result': result, **map_from_eval(result, self.class_names)}
-        write_json(out, path)
-        st.mark('eval', {'mAP': out['mAP']})
-        return out
+        if self.rank == 0:
+            result = next(iter(ret['results'].values())) if ret['results'] else {}
+            result = {key: float(v) for key, v in result.items() if isinstance(v, (int, float, np.floating))}
+            out = {'ckpt': ckpt, 'result': result, **map_from_eval(result, self.class_names)}
+            write_json(out, path)
+        self._mark_main(st, 'eval', {'mAP': read_json(path)['mAP']} if self.rank == 0 else None)
+        return read_json(path)
 
     def stage_curve(self, k: int, st: RoundStages, trained_on: dict, pool: ActivePool, result: dict) -> dict:
         summary = {'round': k, 'labelled_boxes': trained_on['labelled_boxes'],

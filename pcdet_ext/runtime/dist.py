@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+_HOLDERS = 0  # nested init_dist_pytorch calls sharing the one process group
+
 
 def is_dist() -> bool:
     return tdist.is_available() and tdist.is_initialized()
@@ -31,7 +33,15 @@ def init_dist_pytorch(tcp_port: int = 18888, local_rank: int = 0, backend: str =
                       device: str = 'cpu', timeout_min: int = 30) -> Tuple[int, int]:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
     LOCAL_RANK, MASTER_ADDR/PORT); falls back to localhost:tcp_port when they are missing.
-    Returns (world_size, rank)."""
+    Returns (world_size, rank).
+
+    Nested use (a driver that holds a group and calls the train / test tools, which init and
+    destroy their own): an existing group is reused and counted, and `destroy` only ends it when
+    the outermost holder lets go."""
+    global _HOLDERS
+    if is_dist():
+        _HOLDERS = max(_HOLDERS, 1) + 1  # a group made outside this module counts as one holder
+        return tdist.get_world_size(), tdist.get_rank()
     if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
         raise RuntimeError('--launcher pytorch expects torchrun\'s environment (RANK, WORLD_SIZE); '
                            'start with: torchrun --nproc_per_node N tools/train.py --launcher pytorch ...')
@@ -44,6 +54,7 @@ def init_dist_pytorch(tcp_port: int = 18888, local_rank: int = 0, backend: str =
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     tdist.init_process_group(backend=backend, init_method='env://',
                              timeout=datetime.timedelta(minutes=timeout_min))
+    _HOLDERS = 1
     return tdist.get_world_size(), tdist.get_rank()
 
 
@@ -53,8 +64,12 @@ def barrier():
 
 
 def destroy():
+    """Let go of the process group; it ends when the last holder (see init_dist_pytorch) lets go."""
+    global _HOLDERS
     if is_dist():
-        tdist.destroy_process_group()
+        _HOLDERS = max(_HOLDERS - 1, 0)
+        if _HOLDERS == 0:
+            tdist.destroy_process_group()
 
 
 def set_random_seed(seed: int):
