@@ -139,15 +139,28 @@ def run_strategy(cfg: str, out: Path, name: str, seed: int, initial: int, budget
     if not args.no_share_initial and name != source:
         # round 0 (labelled set + model A) is the same for every strategy of a seed: train it once
         initial_from = str(out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(source, seed))
-    t0 = time.time()
     rounds = run_active_learning(RoundOptions(
         cfg_file=cfg, strategy=strategy, cpsp=extra == 'cpsp', budget_boxes=budget, initial_boxes=initial,
         rounds=args.rounds, final_round=True, extra_tag=run_tag(name, seed), epochs=args.epochs,
         cpsp_epochs=args.cpsp_epochs, seed=seed, workers=args.workers, device=args.device, output_root=str(out),
         initial_from=initial_from))
-    return {'strategy': name, 'seed': seed, 'wall_s': time.time() - t0,
+    exp = out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(name, seed)
+    return {'strategy': name, 'seed': seed, 'wall_s': run_wall_s(exp),
             'points': [{k: r.get(k) for k in ('round', 'labelled_boxes', 'labelled_frames', 'mAP', *CLASSES)}
                        for r in rounds]}
+
+
+def run_wall_s(exp_dir: Path) -> float:
+    """Wall time of a run from its stage markers (first to last), so a run finished by an earlier
+    or a parallel invocation reports its own time, not the resuming call's. An adopted round 0
+    counts from its adoption (its training belongs to the source run)."""
+    stamps = []
+    for f in exp_dir.glob('round_*/done/*.json'):
+        try:
+            stamps.append(time.mktime(time.strptime(json.loads(f.read_text())['time'], '%Y-%m-%d %H:%M:%S')))
+        except (OSError, ValueError, KeyError):
+            continue
+    return max(stamps) - min(stamps) if stamps else 0.0
 
 
 def aggregate(runs: list) -> dict:
@@ -203,7 +216,10 @@ def write_doc(path: Path, report: dict, png: Path) -> None:
               f'{report["args"]["rounds"]} selection rounds + a final round; epochs {report["args"]["epochs"] or "cfg"}, '
               f'CPSP epochs {report["args"]["cpsp_epochs"] or "cfg"}; seeds {report["args"]["seeds"]}',
               f'* detector config: `{report["args"]["cfg_file"] if not report["smoke"] else "tiny PointPillars (smoke)"}`',
-              f'* wall time: {report["wall_s"]:.0f} s in all', '']
+              f'* compute: {sum(r["wall_s"] for r in report["runs"]) / 60:.0f} min for the strategy runs '
+              f'(per run, first to last stage marker: '
+              + ', '.join(f'{r["strategy"]} {r["wall_s"] / 60:.0f}' for r in report['runs']) + ' min)'
+              + (f', {ub["wall_s"] / 60:.0f} min for the upper bound' if ub else ''), '']
     if ub:
         lines += [f'Fully labelled upper bound: mAP {ub["mAP"]:.2f} '
                   f'(Car {ub.get("Car", float("nan")):.2f}, Pedestrian {ub.get("Pedestrian", float("nan")):.2f}, '
