@@ -44,6 +44,18 @@ def test_residual_coder_known_values():
     torch.testing.assert_close(enc, torch.tensor(expected))
 
 
+def test_residual_coder_decodes_runaway_sizes_to_finite_boxes():
+    """A drifting head's size residuals near 90 (seen in CPSP training) overflow exp() in float32;
+    decoding caps the size ratio so NMS never sees inf, and leaves normal residuals untouched."""
+    anchor = torch.tensor([[18.7, 10.2, -0.9, 0.8, 0.6, 1.73, 0.0]] * 2)
+    enc = torch.tensor([[-93.1, -28.2, -48.7, 90.4, 92.7, -38.2, 37.0],
+                        [0.1, 0.2, 0.1, math.log(2.0), 0.0, -0.5, 0.3]])
+    dec = ResidualCoder().decode_torch(enc, anchor)
+    assert torch.isfinite(dec).all()
+    torch.testing.assert_close(dec[0, 3:5], anchor[0, 3:5] * 1000.0 / 16.0)
+    torch.testing.assert_close(dec[1, 3:6], anchor[1, 3:6] * torch.tensor([2.0, 1.0, math.exp(-0.5)]))
+
+
 def test_unknown_box_coder_is_a_clear_error():
     with pytest.raises(KeyError, match='BOX_CODER'):
         build_box_coder('NoSuchCoder')

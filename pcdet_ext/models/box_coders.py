@@ -1,7 +1,14 @@
 """Box coders: how regression targets are expressed relative to anchors (OpenPCDet's ResidualCoder)."""
 from __future__ import annotations
 
+import math
+
 import torch
+
+# Largest log size ratio decoded (a box 62.5x its anchor, as mmdetection's 16/1000 bound): an
+# untrained or drifting head can emit size residuals near 100, whose exp() is inf in float32 and
+# would reach NMS as non-finite boxes. Real boxes sit far inside the bound, so decoding is unchanged.
+MAX_LOG_SIZE_RATIO = math.log(1000.0 / 16.0)
 
 
 class ResidualCoder:
@@ -38,6 +45,7 @@ class ResidualCoder:
             xt, yt, zt, dxt, dyt, dzt, rt, *cts = torch.split(box_encodings, 1, dim=-1)
         diagonal = torch.sqrt(dxa ** 2 + dya ** 2)
         xg, yg, zg = xt * diagonal + xa, yt * diagonal + ya, zt * dza + za
+        dxt, dyt, dzt = (t.clamp(max=MAX_LOG_SIZE_RATIO) for t in (dxt, dyt, dzt))
         dxg, dyg, dzg = torch.exp(dxt) * dxa, torch.exp(dyt) * dya, torch.exp(dzt) * dza
         if self.encode_angle_by_sincos:
             rg = torch.atan2(sint + torch.sin(ra), cost + torch.cos(ra))
