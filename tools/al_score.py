@@ -32,8 +32,8 @@ from pcdet_ext.datasets.data_io import read_split_file  # noqa: E402
 from pcdet_ext.runtime import dist as dist_utils  # noqa: E402
 from pcdet_ext.runtime.common import load_config, resolve_device, resolve_root_path  # noqa: E402
 
-# what a label-free frame needs; label_2 is never linked (the scorer must not need it)
-POOL_SUBDIRS = ('velodyne', 'calib', 'image_2')
+# what a label-free frame needs, folder -> file suffix; label_2 is never linked (the scorer must not need it)
+POOL_FILES = {'velodyne': '.bin', 'calib': '.txt', 'image_2': '.png'}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +61,10 @@ def replicated_pool(root: Path, ids, n: int, folder: Path):
     """A KITTI-layout folder of n frames whose files link to `ids` in turn; returns (root, new ids)."""
     src = root / 'training'
     new_ids = [f'{i:06d}' for i in range(n)]
-    for sub in POOL_SUBDIRS:
+    for sub, ext in POOL_FILES.items():
         if not (src / sub).is_dir():
             continue
         (folder / 'training' / sub).mkdir(parents=True, exist_ok=True)
-        ext = {'velodyne': '.bin', 'calib': '.txt', 'image_2': '.png'}[sub]
         for i, nid in enumerate(new_ids):
             target = src / sub / f'{ids[i % len(ids)]}{ext}'
             link = folder / 'training' / sub / f'{nid}{ext}'
@@ -85,6 +84,10 @@ def main(argv=None) -> int:
         return 2
     cfg = load_config(ns)
     root = resolve_root_path(cfg)
+    if root is None or not (Path(root) / 'training').is_dir():
+        print(f'al_score.py: error: {args.cfg_file}: DATA_CONFIG.DATA_PATH {root} has no training/ folder',
+              file=sys.stderr)
+        return 2
     try:
         if args.ids:
             ids = read_split_file(args.ids)

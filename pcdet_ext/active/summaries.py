@@ -14,6 +14,7 @@ gathers the per-rank dicts.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -259,7 +260,7 @@ def score_frames(cfg, frame_ids: Sequence[str], model_or_ckpt, root_path=None, b
     ds, loader = build_label_free_dataloader(cfg.DATA_CONFIG, class_names, frame_ids, root_path=root_path,
                                              batch_size=batch_size, workers=workers, dist=dist)
     model = model_or_ckpt
-    if isinstance(model_or_ckpt, (str, bytes)) or hasattr(model_or_ckpt, '__fspath__'):
+    if isinstance(model_or_ckpt, (str, os.PathLike)):
         model = load_detector(cfg.MODEL, class_names, model_or_ckpt, ds, device)
     was_training = model.training
     with torch.no_grad():
