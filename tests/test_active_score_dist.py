@@ -101,5 +101,8 @@ def test_repeat_pool_scores_links_without_labels(setup, capsys):
     _assert_same(src, rep, ids_a={f'{i:06d}': ids[i % len(ids)] for i in range(20)})
     # bad input: a clear error, no traceback, nothing written
     assert al_score.main(['--cfg_file', cfg, '--ckpt', str(base / 'missing.pth'), '--out', str(base / 'x.pkl')]) == 2
-    assert 'missing.pth: file not found' in capsys.readouterr().err
+    assert 'missing.pth' in capsys.readouterr().err
+    (base / 'not_a_ckpt.pth').write_text('{}')
+    assert al_score.main(['--cfg_file', cfg, '--ckpt', str(base / 'not_a_ckpt.pth'), '--out', str(base / 'x.pkl')]) == 2
+    assert 'not_a_ckpt.pth cannot be read' in capsys.readouterr().err
     assert not (base / 'x.pkl').exists()

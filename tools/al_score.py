@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from pcdet_ext.active.summaries import save_summaries, score_frames  # noqa: E402
 from pcdet_ext.datasets.data_io import read_split_file  # noqa: E402
 from pcdet_ext.runtime import dist as dist_utils  # noqa: E402
+from pcdet_ext.runtime.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
 from pcdet_ext.runtime.common import load_config, resolve_device, resolve_root_path  # noqa: E402
 
 # what a label-free frame needs, folder -> file suffix; label_2 is never linked (the scorer must not need it)
@@ -79,8 +80,10 @@ def main(argv=None) -> int:
     if not Path(args.cfg_file).is_file():
         print(f'al_score.py: error: --cfg_file {args.cfg_file}: file not found', file=sys.stderr)
         return 2
-    if not Path(args.ckpt).is_file():
-        print(f'al_score.py: error: --ckpt {args.ckpt}: file not found', file=sys.stderr)
+    try:
+        read_checkpoint(args.ckpt)  # a missing or unreadable checkpoint fails before any work
+    except CheckpointError as e:
+        print(f'al_score.py: error: --ckpt: {e}', file=sys.stderr)
         return 2
     cfg = load_config(ns)
     root = resolve_root_path(cfg)
