@@ -115,12 +115,14 @@ def main(argv=None) -> int:
     batch = args.batch_size or int(al.get('SCORE_BATCH_SIZE', 4) or 4)
     tmp = None
     if args.repeat_pool:
-        # every rank builds the same links in one shared folder, rank 0 first
+        # rank 0 makes the links in one folder shared by the ranks
         tmp = Path(tempfile.gettempdir()) / f'al_score_pool_{os.getppid() if dist else os.getpid()}'
         if rank == 0:
-            replicated_pool(Path(root), ids, args.repeat_pool, tmp)
+            pool = replicated_pool(Path(root), ids, args.repeat_pool, tmp)
         dist_utils.barrier()
-        root, ids = replicated_pool(Path(root), ids, args.repeat_pool, tmp)
+        if rank != 0:  # the links exist now: this only names them
+            pool = replicated_pool(Path(root), ids, args.repeat_pool, tmp)
+        root, ids = pool
     t0 = time.time()
     summaries = score_frames(cfg, ids, args.ckpt, root_path=root, batch_size=batch, workers=args.workers,
                              device=device, mc_passes=args.mc_passes, dist=dist, progress=rank == 0)

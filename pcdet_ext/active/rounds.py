@@ -560,13 +560,14 @@ class ActiveLearningRun:
             argv += ['--launcher', 'pytorch', '--tcp_port', str(o.tcp_port)]
         self._log(f'round {k}: evaluating {ckpt} on the val split')
         ret = test_tool.main(argv)
+        out = None
         if self.rank == 0:
             result = next(iter(ret['results'].values())) if ret['results'] else {}
             result = {key: float(v) for key, v in result.items() if isinstance(v, (int, float, np.floating))}
             out = {'ckpt': ckpt, 'result': result, **map_from_eval(result, self.class_names)}
             write_json(out, path)
-        self._mark_main(st, 'eval', {'mAP': read_json(path)['mAP']} if self.rank == 0 else None)
-        return read_json(path)
+        self._mark_main(st, 'eval', {'mAP': out['mAP']} if out is not None else None)
+        return out if out is not None else read_json(path)  # the other ranks read rank 0's result
 
     def stage_curve(self, k: int, st: RoundStages, trained_on: dict, pool: ActivePool, result: dict) -> dict:
         summary = {'round': k, 'labelled_boxes': trained_on['labelled_boxes'],
