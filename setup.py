@@ -53,7 +53,7 @@ setup(
     ],
     extras_require={
         'dev': ['pytest>=7', 'pytest-timeout>=2.1'],
-        'cuda': ['spconv-cu120>=2.3'],
+        'cuda': ['spconv-cu126>=2.3.8'],   # wheels for Python 3.10-3.13; bundles its own CUDA runtime
     },
     entry_points={'console_scripts': [
         'pcdet-ext-train=pcdet_ext.cli:train_main',
