@@ -136,3 +136,41 @@ def test_cpsp_dataset(setup, tmp_path):
     bad = tiny_data_cfg(tmp_path, root, extra.replace('random_world_flip', 'gt_sampling'))
     with pytest.raises(ValueError, match='gt_sampling'):
         CPSPDataset(bad, CLASSES, training=True)
+
+
+def test_high_threshold_floor_leaves_doubtful_boxes_out(setup):
+    """Above the floor: pseudo objects; below the 2-means boundary: negatives; in between: neither,
+    but still cut out of the background."""
+    root, pool, summaries, _ = setup
+    oracle = LabelOracle(root, CLASSES, labelled=pool.labelled)
+    plain = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0)
+    floored = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0, min_high_thresh=0.99)
+    assert floored.boundaries == plain.boundaries == plain.thresholds
+    assert all(t == max(0.99, floored.boundaries[c]) for c, t in floored.thresholds.items())
+    assert not [o for o in floored.objects if o.kind == 'pseudo']
+    assert [o for o in plain.objects if o.kind == 'pseudo'], 'the fixture should have pseudo objects'
+    assert [(o.frame_id, o.box.tolist()) for o in floored.negatives] == \
+        [(o.frame_id, o.box.tolist()) for o in plain.negatives]
+    for o in floored.negatives:
+        assert o.score < floored.boundaries[o.name]
+    for a, b in zip(plain.backgrounds, floored.backgrounds):
+        np.testing.assert_array_equal(a['remove_boxes'], b['remove_boxes'])
+    with pytest.raises(ValueError, match='min_high_thresh'):
+        build_banks(root, oracle, pool.labelled, summaries, CLASSES, min_high_thresh=1.5)
+
+
+def test_candidates_per_frame_are_capped_through_refreshes(setup):
+    root, pool, summaries, _ = setup
+    oracle = LabelOracle(root, CLASSES, labelled=pool.labelled)
+    banks = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0, max_candidates=3)
+    for f, c in banks.candidates.items():
+        full = summaries[f].scores[summaries[f].scores >= banks.low_thresh]
+        assert len(c['scores']) == min(3, len(full))
+        np.testing.assert_allclose(sorted(c['scores']), sorted(full)[-len(c['scores']):] if len(full) else [])
+    # A refresh from a model that fires 12 low-score boxes per frame, none matching the old ones.
+    noisy = {f: hand_summary(f, np.linspace(0.15, 0.3, 12), x0=30.0) for f in pool.unlabelled}
+    for _ in range(3):
+        banks = refresh_pseudo_bank(banks, root, noisy, seed=0)
+        assert banks.max_candidates == 3
+        assert max(len(c['scores']) for c in banks.candidates.values()) <= 3
+        assert max(len(b['remove_boxes']) for b in banks.backgrounds if b['source'] == 'pseudo') <= 3

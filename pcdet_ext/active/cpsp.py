@@ -5,11 +5,18 @@ Banks:
   of the chosen classes with its points (box-centred), and every labelled frame's background
   (all non-DontCare objects removed);
 * pseudo bank, from the unlabelled frames through a model's FrameSummaries (no label read):
-  boxes above a per-class high threshold (seeded 1-D k-means, k=2, over the pool's scores) are
-  pseudo objects; boxes between `low_thresh` and the high threshold are hard negatives, pasted
-  without labels; backgrounds have every candidate box (score >= low_thresh) removed.
+  a seeded 1-D 2-means over each class's pool scores (>= `low_thresh`) gives a boundary; boxes
+  above max(boundary, `min_high_thresh`) are pseudo objects, boxes between `low_thresh` and the
+  boundary are hard negatives, pasted without labels; backgrounds have every candidate box
+  (score >= low_thresh) removed. The floor matters for a weak teacher (a model trained on a
+  handful of frames): its 2-means boundary then splits "unlikely" from "less unlikely" (0.24 for
+  pedestrians in docs/benchmarks_al.md, where 3 in 4 such boxes were wrong). Boxes between the
+  boundary and the floor are neither objects nor negatives: too doubtful to paste either way,
+  they are only cut out of the backgrounds.
 Refresh (`refresh_pseudo_bank`): the new model's candidates are merged with the old ones per
-frame; boxes matched by BEV IoU keep the higher score.
+frame; boxes matched by BEV IoU keep the higher score. Each frame keeps at most
+`max_candidates` (the highest-scoring): an early CPSP model can fire hundreds of low-score boxes
+per frame, and merging those refresh after refresh would cut whole backgrounds away.
 
 Backgrounds keep only the frame id and the boxes to remove; points are read when a scene is
 composed, so banks stay small. A pseudo-scene: a random background, then objects (and hard
@@ -54,6 +61,9 @@ class CPSPBanks:
     thresholds: Dict[str, float] = field(default_factory=dict)
     candidates: Dict[str, dict] = field(default_factory=dict)   # unlabelled fid -> boxes/scores/labels
     low_thresh: float = 0.1
+    min_high_thresh: float = 0.0   # floor under the pseudo-object thresholds (0: the 2-means boundary alone)
+    max_candidates: int = 0        # candidates kept per unlabelled frame, best first (0: all)
+    boundaries: Dict[str, float] = field(default_factory=dict)  # per-class 2-means boundary (negatives below)
 
     def counts(self) -> dict:
         by = {}
@@ -61,7 +71,8 @@ class CPSPBanks:
             key = f'{o.kind}:{o.name}'
             by[key] = by.get(key, 0) + 1
         return {'objects': by, 'negatives': len(self.negatives), 'backgrounds': len(self.backgrounds),
-                'labelled_frames': len(self.labelled_frames), 'thresholds': dict(self.thresholds)}
+                'labelled_frames': len(self.labelled_frames), 'thresholds': dict(self.thresholds),
+                'boundaries': dict(getattr(self, 'boundaries', {}) or self.thresholds)}
 
     def save(self, path) -> None:
         atomic_pickle_dump({'version': BANK_VERSION, 'banks': self}, path)
@@ -148,11 +159,20 @@ def build_labelled_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str],
     return banks
 
 
-def candidates_from_summaries(summaries: Summaries, low_thresh: float) -> Dict[str, dict]:
+def top_candidates(c: dict, k: int) -> dict:
+    """The k highest-scoring candidates of one frame, in their original order (k <= 0: all)."""
+    if k <= 0 or len(c['scores']) <= k:
+        return c
+    keep = np.sort(np.argsort(-np.asarray(c['scores']), kind='stable')[:k])
+    return {key: v[keep] for key, v in c.items()}
+
+
+def candidates_from_summaries(summaries: Summaries, low_thresh: float, max_candidates: int = 0) -> Dict[str, dict]:
     out = {}
     for fid, s in summaries.items():
         k = s.scores >= low_thresh
-        out[fid] = {'boxes': s.boxes[k].copy(), 'scores': s.scores[k].copy(), 'labels': s.labels[k].copy()}
+        out[fid] = top_candidates({'boxes': s.boxes[k].copy(), 'scores': s.scores[k].copy(),
+                                   'labels': s.labels[k].copy()}, max_candidates)
     return out
 
 
@@ -185,38 +205,50 @@ def merge_candidates(old: Dict[str, dict], new: Dict[str, dict], match_iou: floa
     return out
 
 
-def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], thresholds: Dict[str, float],
+def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], boundaries: Dict[str, float],
                      min_points: int = 5, remove_extra_width=(0.2, 0.2, 0.2)) -> CPSPBanks:
-    """Add pseudo objects, hard negatives and pseudo backgrounds from unlabelled candidates
-    (their velodyne points only)."""
+    """Add pseudo objects (score >= max(boundary, banks.min_high_thresh)), hard negatives
+    (score < boundary) and pseudo backgrounds from unlabelled candidates (their velodyne points only)."""
     root = Path(root)
     names = banks.class_names
-    thr = np.array([thresholds[c] for c in names])
+    bnd = np.array([boundaries[c] for c in names], dtype=np.float64)
+    thr = np.maximum(bnd, float(getattr(banks, 'min_high_thresh', 0.0)))
     for fid in sorted(candidates):
         c = candidates[fid]
         boxes = np.asarray(c['boxes'], dtype=np.float64).reshape(-1, 7)
         points = _frame_points(root, fid)
-        high = c['scores'] >= thr[c['labels'] - 1] if len(boxes) else np.zeros(0, dtype=bool)
+        cls = np.asarray(c['labels'], dtype=np.int64) - 1
+        high = c['scores'] >= thr[cls] if len(boxes) else np.zeros(0, dtype=bool)
+        negative = c['scores'] < bnd[cls] if len(boxes) else np.zeros(0, dtype=bool)
         for k, pts in enumerate(_cut_objects(points, boxes)):
-            if len(pts) < min_points:
+            if len(pts) < min_points or not (high[k] or negative[k]):
                 continue
             obj = BankObject(pts, boxes[k].astype(np.float32), names[int(c['labels'][k]) - 1],
                              float(c['scores'][k]), fid, 'pseudo' if high[k] else 'negative')
             (banks.objects if high[k] else banks.negatives).append(obj)
         banks.backgrounds.append({'frame_id': fid, 'source': 'pseudo',
                                   'remove_boxes': enlarge_box3d(boxes, remove_extra_width) if len(boxes) else boxes})
-    banks.thresholds = dict(thresholds)
+    banks.thresholds = {n: float(t) for n, t in zip(names, thr)}
+    banks.boundaries = {n: float(b) for n, b in zip(names, bnd)}
     banks.candidates = candidates
     return banks
 
 
 def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summaries: Optional[Summaries],
                 class_names: Sequence[str], seed: int = 0, low_thresh: float = 0.1,
-                default_thresh: float = 0.5, min_points: int = 5) -> CPSPBanks:
-    """Labelled banks + pseudo banks from the unlabelled pool's summaries (None: labelled only)."""
+                default_thresh: float = 0.5, min_points: int = 5, min_high_thresh: float = 0.0,
+                max_candidates: int = 0) -> CPSPBanks:
+    """Labelled banks + pseudo banks from the unlabelled pool's summaries (None: labelled only).
+    `min_high_thresh` and `max_candidates` are kept in the banks, so refreshes apply them too."""
+    if not 0.0 <= float(min_high_thresh) <= 1.0:
+        raise ValueError(f'build_banks: min_high_thresh must be in [0, 1], got {min_high_thresh!r}')
+    if isinstance(max_candidates, bool) or int(max_candidates) != max_candidates or max_candidates < 0:
+        raise ValueError(f'build_banks: max_candidates must be an integer >= 0 (0: all), got {max_candidates!r}')
     labelled = set(map(str, labelled_ids))
     banks = build_labelled_banks(root, oracle, sorted(labelled), class_names, min_points=min_points)
     banks.low_thresh = float(low_thresh)
+    banks.min_high_thresh = float(min_high_thresh)
+    banks.max_candidates = int(max_candidates)
     if summaries:
         summaries = check_summaries(summaries, 'build_banks: summaries')
         overlap = sorted(labelled & set(summaries))
@@ -225,8 +257,8 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
                              f'unlabelled summaries')
         thresholds = class_thresholds(summaries, class_names, seed=seed, default=default_thresh,
                                       low_thresh=low_thresh)
-        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh), thresholds,
-                         min_points=min_points)
+        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh, banks.max_candidates),
+                         thresholds, min_points=min_points)
     return banks
 
 
@@ -235,9 +267,11 @@ def refresh_pseudo_bank(banks: CPSPBanks, root, new_summaries: Summaries, seed: 
                         min_points: int = 5) -> CPSPBanks:
     """New banks: the labelled part kept, the pseudo part rebuilt from the old candidates merged
     with the new model's (matched boxes keep the higher score) and re-thresholded."""
-    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh)
-    merged = merge_candidates(banks.candidates, new, match_iou)
+    cap = int(getattr(banks, 'max_candidates', 0))
+    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh, cap)
+    merged = {f: top_candidates(c, cap) for f, c in merge_candidates(banks.candidates, new, match_iou).items()}
     out = CPSPBanks(class_names=list(banks.class_names), low_thresh=banks.low_thresh,
+                    min_high_thresh=float(getattr(banks, 'min_high_thresh', 0.0)), max_candidates=cap,
                     objects=[o for o in banks.objects if o.kind == 'gt'],
                     backgrounds=[b for b in banks.backgrounds if b['source'] == 'labelled'],
                     labelled_frames=list(banks.labelled_frames))

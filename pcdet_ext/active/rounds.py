@@ -94,6 +94,12 @@ class ActiveLearningRun:
             if isinstance(ri, bool) or not isinstance(ri, int) or ri < 0:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL must be an integer >= 0 (0: never), '
                                    f'got {ri!r}')
+            mh, mc = self.cpsp_opts['MIN_HIGH_THRESH'], self.cpsp_opts['MAX_CANDIDATES']
+            if isinstance(mh, bool) or not isinstance(mh, (int, float)) or not 0 <= mh <= 1:
+                raise ALInputError(f'ACTIVE_LEARNING.CPSP.MIN_HIGH_THRESH must be a number in [0, 1], got {mh!r}')
+            if isinstance(mc, bool) or not isinstance(mc, int) or mc < 0:
+                raise ALInputError(f'ACTIVE_LEARNING.CPSP.MAX_CANDIDATES must be an integer >= 0 (0: all), '
+                                   f'got {mc!r}')
         if opts.pretrained_model is not None:
             try:
                 read_checkpoint(opts.pretrained_model)
@@ -465,7 +471,9 @@ class ActiveLearningRun:
         def build():
             save_summaries(summaries_a, summ_file)
             banks = build_banks(self.root, oracle, pool.labelled, summaries_a, self.class_names,
-                                seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']))
+                                seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']),
+                                min_high_thresh=float(self.cpsp_opts['MIN_HIGH_THRESH']),
+                                max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']))
             banks.save(banks_file)
             st.mark('cpsp', {'banks': str(banks_file), 'counts': banks.counts()})
         self._on_main(build, lambda: None)
