@@ -19,6 +19,17 @@ def test_get_extensions_can_be_disabled(monkeypatch):
     assert build_ext.get_extensions() == ([], {})
 
 
+def test_build_only_one_extension(monkeypatch, capsys):
+    monkeypatch.setenv('PCDET_EXT_ONLY', 'cpu')
+    assert [e.name for e in build_ext.get_extensions()[0]] == ['pcdet_ext.ops._C_cpu']
+    monkeypatch.setenv('PCDET_EXT_ONLY', 'cuda')
+    names = [e.name for e in build_ext.get_extensions()[0]]
+    assert names == (['pcdet_ext.ops._C_cuda'] if torch.version.cuda and build_ext._cuda_possible()[0] else [])
+    monkeypatch.setenv('PCDET_EXT_ONLY', 'gpu')
+    assert 'pcdet_ext.ops._C_cpu' in [e.name for e in build_ext.get_extensions()[0]]
+    assert "PCDET_EXT_ONLY='gpu' ignored" in capsys.readouterr().out
+
+
 def test_failed_build_is_reported_not_raised(monkeypatch, capsys):
     """A compiler failure inside build_extension is caught and explained."""
     _, cmdclass = build_ext.get_extensions()

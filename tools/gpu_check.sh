@@ -6,7 +6,11 @@
 #   bash tools/gpu_check.sh --scan PATH/TO/000000.bin [--site ARCHIVE.tar.xz] [--budget SECONDS]
 #
 # --site: a .tar.xz of extra site-packages (e.g. spconv, shapely) unpacked to /tmp/site and put on
-#   PYTHONPATH, for machines that cannot pip-install. --budget: seconds the whole script may take;
+#   PYTHONPATH, for machines that cannot pip-install. Made where pip works, for the GPU machine's
+#   Python (3.12 here): pip download --no-deps --only-binary=:all: --python-version 3.12
+#   --platform manylinux_2_28_x86_64 -d whl spconv-cu126==2.3.8 'cumm-cu126<0.8' pccm ccimport fire
+#   termcolor lark shapely easydict tensorboardX; unzip each wheel into one folder; tar -cJf it.
+#   (xz brings spconv's 285 MB library to 21 MB: the wheels alone are over a 64 MiB transfer.) --budget: seconds the whole script may take;
 #   the full suite gets whatever is left (it is the step most worth cutting short).
 # Each step's exit status is printed in the summary at the end; a failing step does not stop the rest.
 set -uo pipefail
@@ -52,7 +56,12 @@ DATA_PID=$!
 
 # Hopper only unless told otherwise: one architecture keeps the build short.
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-8}
-step build "$OUT/build.log" $PY setup.py build_ext --inplace -j 2
+# The two extensions in two processes at once (torch's build command swaps the compiler
+# executable per source file, so setuptools' threaded -j is not safe for a .cu next to a .cpp).
+PCDET_EXT_ONLY=cpu $PY setup.py build_ext --inplace --build-temp build/tmp_cpu > "$OUT/build_cpu.log" 2>&1 &
+CPU_BUILD=$!
+PCDET_EXT_ONLY=cuda step build_cuda "$OUT/build.log" $PY setup.py build_ext --inplace --build-temp build/tmp_cuda
+wait $CPU_BUILD; log "build_cpu: exit $? (log build_cpu.log)"
 $PY -c "from pcdet_ext import ops; print('compiled ops:', ops.compiled_backends())" 2>&1 | tee -a "$SUMMARY"
 $PY -c "import spconv, spconv.pytorch; print('spconv', spconv.__version__)" 2>&1 | tail -1 | tee -a "$SUMMARY"
 

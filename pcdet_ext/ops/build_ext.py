@@ -5,6 +5,8 @@
 - `pcdet_ext.ops._C_cuda`: CUDA kernels, only when torch itself was built with CUDA
   (`torch.version.cuda`) and a CUDA toolkit is found (CUDA_HOME). A CPU torch cannot link a
   CUDA extension even when nvcc exists, so nvcc alone is never the test.
+`PCDET_EXT_ONLY=cpu` or `=cuda` builds just that one, so that two processes can build the two
+at once (tools/gpu_check.sh does, with separate --build-temp folders).
 The returned build_ext command builds each extension separately and, when one fails (no
 compiler, broken toolkit), prints why and continues without it: install still succeeds and
 the pure-PyTorch references are used.
@@ -50,6 +52,10 @@ def get_extensions():
     except Exception as e:  # noqa: BLE001 - torch missing or broken: reference ops only
         _say(f'compiled ops skipped: torch.utils.cpp_extension unavailable ({e})')
         return [], {}
+    only = os.environ.get('PCDET_EXT_ONLY', '').strip().lower()
+    if only not in ('', 'cpu', 'cuda'):
+        _say(f"PCDET_EXT_ONLY={only!r} ignored: expected 'cpu' or 'cuda'")
+        only = ''
     cpu_dir = os.path.join(_HERE, 'csrc', 'cpu')
     exts = [CppExtension('pcdet_ext.ops._C_cpu', _rel(sorted(glob.glob(os.path.join(cpu_dir, '*.cpp')))),
                          include_dirs=[cpu_dir], extra_compile_args=_CPU_FLAGS, extra_link_args=['-fopenmp'])]
@@ -65,6 +71,9 @@ def get_extensions():
                                                       'nvcc': ['-O3', '--fmad=false']}))
     else:
         _say(f'CUDA ops not built: {why}')
+    if only:
+        exts = [e for e in exts if e.name.endswith(f'_C_{only}')]
+        _say(f'PCDET_EXT_ONLY={only}: building {[e.name for e in exts] or "nothing"}')
 
     class OptionalBuildExtension(BuildExtension):
         """Builds each extension on its own; a failure is reported, not fatal."""
