@@ -253,6 +253,11 @@ def _cli():
     (['--strategy', 'random', '--set', 'DATA_CONFIG.DATA_SPLIT.train', 'empty'], 'the pool is empty'),
     (['--recipe', 'sssal', '--strategy', 'entropy'], 'uses --strategy cal'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.MIN_TRAIN_ITERS', '-5'], 'MIN_TRAIN_ITERS must be'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.MIN_HIGH_THRESH', '1.5'],
+     'MIN_HIGH_THRESH must be a number in [0, 1]'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.MAX_CANDIDATES', '-1'],
+     'MAX_CANDIDATES must be an integer >= 0'),
+    (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.MIN_TRAIN_ITER', '5'], "'ACTIVE_LEARNING.MIN_TRAIN_ITER' does not exist"),
 ])
 def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message):
     _, _, cfg = data

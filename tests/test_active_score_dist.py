@@ -105,4 +105,7 @@ def test_repeat_pool_scores_links_without_labels(setup, capsys):
     (base / 'not_a_ckpt.pth').write_text('{}')
     assert al_score.main(['--cfg_file', cfg, '--ckpt', str(base / 'not_a_ckpt.pth'), '--out', str(base / 'x.pkl')]) == 2
     assert 'not_a_ckpt.pth cannot be read' in capsys.readouterr().err
+    assert al_score.main(['--cfg_file', cfg, '--ckpt', ckpt, '--out', str(base / 'x.pkl'),
+                          '--set', 'DATA_CONFIG.DATA_PAHT', 'x']) == 2
+    assert "'DATA_CONFIG.DATA_PAHT' does not exist" in capsys.readouterr().err
     assert not (base / 'x.pkl').exists()

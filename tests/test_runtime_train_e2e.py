@@ -96,6 +96,12 @@ def test_config_typo_fails_before_training(tmp_path):
     assert not list((tmp_path / 'output').rglob('*.pth'))
 
 
+def test_bad_set_key_is_one_line_error_before_any_output(tmp_path):
+    with pytest.raises(SystemExit, match=r"error: --set OPTIMIZATION\.LRR: key 'OPTIMIZATION\.LRR' does not exist"):
+        _train(tmp_path, '--set', 'OPTIMIZATION.LRR', '0.1')
+    assert not (tmp_path / 'output').exists()
+
+
 def test_cli_help_lists_openpcdet_flags():
     env = dict(os.environ, PYTHONPATH=str(REPO))
     for script, flags in (('train.py', ['--cfg_file', '--batch_size', '--epochs', '--workers', '--extra_tag', '--ckpt',

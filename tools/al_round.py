@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pcdet_ext.active.rounds import RECIPES, ALInputError, RoundOptions, run_active_learning  # noqa: E402
+from pcdet_ext.config import ConfigError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run_active_learning(options_from_args(args))
-    except ALInputError as e:
+    except (ALInputError, ConfigError) as e:   # ConfigError: a bad --set key or a broken yaml
         print(f'al_round.py: error: {e}', file=sys.stderr)
         return 2
     return 0

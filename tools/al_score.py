@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from pcdet_ext.active.summaries import save_summaries, score_frames  # noqa: E402
 from pcdet_ext.datasets.data_io import read_split_file  # noqa: E402
+from pcdet_ext.config import ConfigError  # noqa: E402
 from pcdet_ext.runtime import dist as dist_utils  # noqa: E402
 from pcdet_ext.runtime.checkpoint import CheckpointError, read_checkpoint  # noqa: E402
 from pcdet_ext.runtime.common import load_config, resolve_device, resolve_root_path  # noqa: E402
@@ -85,7 +86,11 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f'al_score.py: error: --ckpt: {e}', file=sys.stderr)
         return 2
-    cfg = load_config(ns)
+    try:
+        cfg = load_config(ns)
+    except ConfigError as e:   # a bad --set key or a broken yaml
+        print(f'al_score.py: error: {e}', file=sys.stderr)
+        return 2
     root = resolve_root_path(cfg)
     if root is None or not (Path(root) / 'training').is_dir():
         print(f'al_score.py: error: {args.cfg_file}: DATA_CONFIG.DATA_PATH {root} has no training/ folder',

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..config import ConfigDict, cfg_from_list, cfg_from_yaml_file, default_root_dir, exp_group_path
+from ..config import ConfigDict, ConfigError, cfg_from_list, cfg_from_yaml_file, default_root_dir, exp_group_path
 
 # sections a test-only run knowingly does not build (their typos are caught by train.py)
 TRAIN_ONLY_KEYS = ('OPTIMIZATION', 'DATA_CONFIG.DATA_AUGMENTOR', '*.train')
@@ -98,7 +98,10 @@ def start_run(args, build_dataloader_fn=None, build_network_fn=None):
     """
     import torch
     from . import dist as dist_utils
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except ConfigError as e:   # a broken yaml or a bad --set key: one line, no traceback
+        raise SystemExit(f'error: {e}') from None
     device = resolve_device(args.device)
     if build_dataloader_fn is None or build_network_fn is None:
         bd, bn = default_builders()
