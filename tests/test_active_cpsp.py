@@ -174,3 +174,20 @@ def test_candidates_per_frame_are_capped_through_refreshes(setup):
         assert banks.max_candidates == 3
         assert max(len(c['scores']) for c in banks.candidates.values()) <= 3
         assert max(len(b['remove_boxes']) for b in banks.backgrounds if b['source'] == 'pseudo') <= 3
+
+
+def test_boxes_over_empty_space_do_not_evict_real_candidates(setup):
+    """A refresh model firing high-score boxes where there are no points: those boxes never become
+    candidates, so under the cap the earlier real candidates stay."""
+    root, pool, summaries, _ = setup
+    oracle = LabelOracle(root, CLASSES, labelled=pool.labelled)
+    banks = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0, max_candidates=3)
+    junk = {}
+    for f in pool.unlabelled:
+        s = hand_summary(f, np.full(8, 0.95), x0=60.0)     # 60 m ahead, outside the scans' points
+        s.box_num_points = np.zeros(8, dtype=np.int64)
+        junk[f] = s
+    fresh = refresh_pseudo_bank(banks, root, junk, seed=0)
+    for f, c in banks.candidates.items():
+        np.testing.assert_array_equal(fresh.candidates[f]['boxes'], c['boxes'])
+    assert [o.box.tolist() for o in fresh.objects] == [o.box.tolist() for o in banks.objects]

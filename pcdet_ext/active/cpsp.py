@@ -167,10 +167,17 @@ def top_candidates(c: dict, k: int) -> dict:
     return {key: v[keep] for key, v in c.items()}
 
 
-def candidates_from_summaries(summaries: Summaries, low_thresh: float, max_candidates: int = 0) -> Dict[str, dict]:
+def candidates_from_summaries(summaries: Summaries, low_thresh: float, max_candidates: int = 0,
+                              min_points: int = 0) -> Dict[str, dict]:
+    """Boxes scoring >= low_thresh with >= min_points LiDAR points (when the summary counts them),
+    the `max_candidates` best per frame. A box over empty space can be neither an object nor a
+    negative and cuts nothing from a background; kept, it would take the place of a real
+    candidate under the cap (a mid-CPSP model fired such boxes at high scores in the benchmark)."""
     out = {}
     for fid, s in summaries.items():
         k = s.scores >= low_thresh
+        if min_points > 0 and s.box_num_points is not None:
+            k &= s.box_num_points >= min_points
         out[fid] = top_candidates({'boxes': s.boxes[k].copy(), 'scores': s.scores[k].copy(),
                                    'labels': s.labels[k].copy()}, max_candidates)
     return out
@@ -257,8 +264,8 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
                              f'unlabelled summaries')
         thresholds = class_thresholds(summaries, class_names, seed=seed, default=default_thresh,
                                       low_thresh=low_thresh)
-        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh, banks.max_candidates),
-                         thresholds, min_points=min_points)
+        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh, banks.max_candidates,
+                                                                min_points), thresholds, min_points=min_points)
     return banks
 
 
@@ -268,7 +275,8 @@ def refresh_pseudo_bank(banks: CPSPBanks, root, new_summaries: Summaries, seed: 
     """New banks: the labelled part kept, the pseudo part rebuilt from the old candidates merged
     with the new model's (matched boxes keep the higher score) and re-thresholded."""
     cap = int(getattr(banks, 'max_candidates', 0))
-    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh, cap)
+    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh, cap,
+                                    min_points)
     merged = {f: top_candidates(c, cap) for f, c in merge_candidates(banks.candidates, new, match_iou).items()}
     out = CPSPBanks(class_names=list(banks.class_names), low_thresh=banks.low_thresh,
                     min_high_thresh=float(getattr(banks, 'min_high_thresh', 0.0)), max_candidates=cap,
