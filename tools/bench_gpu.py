@@ -31,6 +31,9 @@ import torch  # noqa: E402
 
 from pcdet_ext import ops  # noqa: E402
 
+sys.path.insert(0, str(REPO / 'tools'))
+from bench_ops import scene_boxes  # noqa: E402
+
 
 DEV = torch.device('cuda')
 
@@ -73,11 +76,8 @@ def ref_and_kernel(fn, repeat, ref_repeat=None):
 
 
 def boxes(rng, n, dev):
-    b = np.zeros((n, 7), np.float32)
-    b[:, 0], b[:, 1], b[:, 2] = rng.uniform(0, 70.4, n), rng.uniform(-40, 40, n), rng.uniform(-2, 0, n)
-    b[:, 3:6] = rng.uniform((3.2, 1.5, 1.4), (4.6, 2.0, 1.8), (n, 3))
-    b[:, 6] = rng.uniform(-np.pi, np.pi, n)
-    return torch.from_numpy(b).to(dev)
+    """tools/bench_ops.py's car-like scene boxes, on `dev` (same sizes, same draws for a seed)."""
+    return scene_boxes(rng, n).to(dev)
 
 
 def ops_rows(scan: Path, repeat: int):
@@ -112,7 +112,6 @@ def ops_rows(scan: Path, repeat: int):
 
 
 def sparse_rows(scan: Path, repeat: int):
-    sys.path.insert(0, str(REPO / 'tools'))
     import bench_sparse
     from pcdet_ext.ops import sparse
     dev = DEV
