@@ -307,3 +307,48 @@ def test_initial_from_adopts_round0_without_training(data, ref_random):
     with pytest.raises(ALInputError, match='no round 0 with finished stages'):
         run_active_learning(_opts(cfg, base / 'adopt_none', strategy='entropy', initial_from=str(base / 'nowhere')))
     assert not (base / 'adopt_seed1').exists() or not list((base / 'adopt_seed1').rglob('round_*'))
+
+
+def test_config_hash_leaves_out_the_cpsp_section(data):
+    from pcdet_ext.active.round_options import config_hash
+    from pcdet_ext.runtime.common import load_config
+    _, _, cfg = data
+
+    def h(*sets):
+        import argparse
+        return config_hash(load_config(argparse.Namespace(cfg_file=cfg, set_cfgs=list(sets) or None,
+                                                          output_root=None, extra_tag='x')))
+    base = h()
+    assert h('ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL', '0') == base
+    assert h('ACTIVE_LEARNING.MIN_TRAIN_ITERS', '7') != base
+    assert h('OPTIMIZATION.LR', '0.5') != base
+
+
+def test_redo_cpsp_keeps_model_a_and_redoes_the_cpsp_stages(data, ref_sssal):
+    """A CPSP key changed after a finished S-SSAL round: refused with a hint; --redo_cpsp keeps
+    the round's initial set and labelled training (model A, byte for byte, not retrained) and
+    redoes banks, CPSP training, selection and evaluation under the new key; later rounds go."""
+    base, root, cfg = data
+    out = base / 'redo'
+    shutil.copytree(ref_sssal, out)
+    r0 = _round_dir(out, 0)
+    ckpt_a = Path(json.loads((r0 / 'done' / 'train.json').read_text())['ckpt'])
+    a_before = ckpt_a.read_bytes(), ckpt_a.stat().st_mtime
+    start = _lines(r0 / 'start' / 'labelled.txt')
+    assert (r0 / 'cpsp' / 'banks_epoch_1.pkl').is_file()  # the reference refreshes every epoch
+    no_refresh = ['ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL', '0']
+    with pytest.raises(ALInputError, match=r"different settings \['cpsp_options'\].*--redo_cpsp"):
+        run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, set_cfgs=no_refresh))
+    with pytest.raises(ALInputError, match=r"differs in \['strategy', 'strategy_options'\], not only"):
+        run_active_learning(_opts(cfg, out, strategy='entropy', cpsp=True, set_cfgs=no_refresh, redo_cpsp=True))
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, set_cfgs=no_refresh, redo_cpsp=True))
+    assert (ckpt_a.read_bytes(), ckpt_a.stat().st_mtime) == a_before
+    assert not list(r0.glob('train/log/train_*.log'))[1:], 'model A was trained again'
+    assert _lines(r0 / 'start' / 'labelled.txt') == start
+    assert json.loads((r0 / 'settings.json').read_text())['cpsp_options']['REFRESH_INTERVAL'] == 0
+    assert (r0 / 'cpsp' / 'cpsp_banks.pkl').is_file() and not (r0 / 'cpsp' / 'banks_epoch_1.pkl').exists()
+    assert (r0 / 'done' / 'round.json').is_file() and json.loads((r0 / 'selection.json').read_text())['strategy'] == 'CAL'
+    assert json.loads((r0 / 'eval.json').read_text())['ckpt'].endswith('cpsp/ckpt/checkpoint_epoch_2.pth')
+    assert not _round_dir(out, 1).exists(), 'the final round was built on the old CPSP model'
+    # the same settings again: nothing to do
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, set_cfgs=no_refresh))

@@ -37,3 +37,28 @@ def _run(tmp_path):
     assert (doc.parent / 'benchmarks_al.png').read_bytes()[:4] == b'\x89PNG'
     cal_round0 = tmp_path / 'out' / 'output' / 'bench_al' / 'smoke' / 'cal_cpsp_s0' / 'round_0'
     assert json.loads((cal_round0 / 'selection.json').read_text())['strategy'] == 'CAL'
+    # a CPSP variant next to the plain runs: own tags, round 0 adopted from the plain random run
+    # (the config hash leaves the CPSP section out), reported under its own name
+    rc = bench.main(['--smoke', '--frames', '12', '--out', str(tmp_path / 'out'), '--strategies', 'cal+cpsp',
+                     '--initial_strategy', 'random', '--rounds', '1', '--workers', '0', '--device', 'cpu',
+                     '--no_upper_bound', '--variant', 'norefresh', '--set', 'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL', '0'])
+    assert rc == 0
+    report = json.loads((tmp_path / 'out' / 'bench_al.json').read_text())
+    assert set(report['curves']) == {'cal+cpsp (norefresh)'}
+    var0 = cal_round0.parent.parent / 'cal_cpsp_norefresh_s0' / 'round_0'
+    assert json.loads((var0 / 'done' / 'train.json').read_text())['adopted_from'].endswith('random_s0/round_0')
+    assert json.loads((var0 / 'settings.json').read_text())['cpsp_options']['REFRESH_INTERVAL'] == 0
+    assert not list(var0.glob('cpsp/banks_epoch_*.pkl')) and list(cal_round0.glob('cpsp/banks_epoch_*.pkl'))
+
+
+def test_bench_al_set_needs_a_variant(capsys):
+    import pytest
+    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--set', 'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL', '0'])
+    assert '--variant' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--variant', 'a/b'])
+    assert bench.run_tag('cal+cpsp', 2, 'norefresh') == 'cal_cpsp_norefresh_s2' and bench.run_tag('cal', 0) == 'cal_s0'

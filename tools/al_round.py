@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seed', type=int, default=0, help='initial selection, strategies and CPSP scenes')
     p.add_argument('--extra_tag', default='default')
     p.add_argument('--force', action='store_true', help='recompute a finished round (removes it and later rounds)')
+    p.add_argument('--redo_cpsp', action='store_true',
+                   help='redo the CPSP stages of round --round (after changing ACTIVE_LEARNING.CPSP or '
+                        '--cpsp_epochs), keeping its labelled set and model A; removes its selection and '
+                        'later rounds')
     p.add_argument('--workers', type=int, default=2, help='data-loader workers')
     p.add_argument('--batch_size', type=int, default=None)
     p.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N')

@@ -68,11 +68,22 @@ def parse_args(argv=None):
                         'adopts (default: the first of --strategies)')
     p.add_argument('--no_share_initial', action='store_true',
                    help='every strategy draws and trains its own round 0 (same seed, so the same set)')
+    p.add_argument('--variant', default=None,
+                   help='name of a config variant (with --set): its runs are tagged <strategy>_<variant>_s<seed> and '
+                        'reported as "<strategy> (<variant>)", next to the plain runs of the same --out')
+    p.add_argument('--set', dest='set_cfgs', nargs='+', default=[], metavar='KEY VALUE',
+                   help='config keys for every strategy run, as tools/al_round.py --set (e.g. '
+                        'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL 0); needs --variant')
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--device', default='auto')
     p.add_argument('--no_upper_bound', action='store_true', help='skip the fully labelled training')
     p.add_argument('--doc', default=None, help='markdown report to write (e.g. docs/benchmarks_al.md)')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.set_cfgs and not args.variant:
+        p.error('--set changes the runs\' config: name the variant with --variant (its runs get their own tags)')
+    if args.variant is not None and not args.variant.replace('_', '').replace('-', '').isalnum():
+        p.error(f'--variant {args.variant!r}: letters, digits, "_" and "-" only (it is part of folder names)')
+    return args
 
 
 def prepare_data(data: Path, frames: int, seed: int = 0) -> dict:
@@ -126,8 +137,12 @@ def upper_bound(cfg: str, out: Path, args) -> dict:
     return res
 
 
-def run_tag(name: str, seed: int) -> str:
-    return f'{name.replace("+", "_")}_s{seed}'
+def run_tag(name: str, seed: int, variant=None) -> str:
+    return f'{name.replace("+", "_")}{"_" + variant if variant else ""}_s{seed}'
+
+
+def report_name(name: str, variant=None) -> str:
+    return f'{name} ({variant})' if variant else name
 
 
 def run_strategy(cfg: str, out: Path, name: str, seed: int, initial: int, budget: int, args) -> dict:
@@ -138,14 +153,17 @@ def run_strategy(cfg: str, out: Path, name: str, seed: int, initial: int, budget
     source = args.initial_strategy or args.strategies[0]
     if not args.no_share_initial and name != source:
         # round 0 (labelled set + model A) is the same for every strategy of a seed: train it once
-        initial_from = str(out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(source, seed))
+        # a source run outside --strategies is an earlier run of this --out, without the variant
+        src_variant = args.variant if source in args.strategies else None
+        initial_from = str(out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(source, seed, src_variant))
+    tag = run_tag(name, seed, args.variant)
     rounds = run_active_learning(RoundOptions(
         cfg_file=cfg, strategy=strategy, cpsp=extra == 'cpsp', budget_boxes=budget, initial_boxes=initial,
-        rounds=args.rounds, final_round=True, extra_tag=run_tag(name, seed), epochs=args.epochs,
+        rounds=args.rounds, final_round=True, extra_tag=tag, epochs=args.epochs,
         cpsp_epochs=args.cpsp_epochs, seed=seed, workers=args.workers, device=args.device, output_root=str(out),
-        initial_from=initial_from))
-    exp = out / 'output' / Path(cfg).parent.name / Path(cfg).stem / run_tag(name, seed)
-    return {'strategy': name, 'seed': seed, 'wall_s': run_wall_s(exp),
+        initial_from=initial_from, set_cfgs=list(args.set_cfgs)))
+    exp = out / 'output' / Path(cfg).parent.name / Path(cfg).stem / tag
+    return {'strategy': report_name(name, args.variant), 'seed': seed, 'wall_s': run_wall_s(exp),
             'points': [{k: r.get(k) for k in ('round', 'labelled_boxes', 'labelled_frames', 'mAP', *CLASSES)}
                        for r in rounds]}
 

@@ -4,6 +4,8 @@ the recipes (`--recipe sssal`)."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -22,6 +24,17 @@ CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 2, 'LOW_THRESH': 0.1, 'MIN_
 RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
 
 
+def config_hash(cfg) -> str:
+    """Hash of a run's config without ACTIVE_LEARNING.CPSP: the CPSP keys only change the CPSP
+    stages, which the settings record apart (so a CPSP variant can adopt another run's round 0,
+    and --redo_cpsp can keep a round's labelled training)."""
+    plain = to_plain(cfg)
+    al = plain.get('ACTIVE_LEARNING')
+    if isinstance(al, dict):
+        plain['ACTIVE_LEARNING'] = {k: v for k, v in al.items() if k != 'CPSP'}
+    return hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 class ALInputError(ValueError):
     """Bad input to the active-learning driver, found before any work starts."""
 
@@ -38,6 +51,7 @@ class RoundOptions:
     final_round: bool = False
     extra_tag: str = 'default'
     force: bool = False
+    redo_cpsp: bool = False
     epochs: Optional[int] = None
     cpsp_epochs: Optional[int] = None
     seed: int = 0

@@ -34,6 +34,21 @@ def read_json(path) -> dict:
         raise ValueError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
 
 
+# the stages of a round in the order they run, with the artifacts each writes in the round folder
+STAGE_ARTIFACTS = (
+    ('pool', ('start',)),
+    ('data', ('data',)),
+    ('train', ('train',)),
+    ('cpsp', ('cpsp', 'summaries_A.pkl')),
+    ('cpsp_train', ()),  # under cpsp/
+    ('score', ('summaries.pkl', 'summaries_labelled.pkl', 'summaries_labelled_A.pkl')),
+    ('select', ('selection.json',)),
+    ('annotate', ('annotation.json', 'labelled.txt', 'unlabelled.txt', 'pool.json')),
+    ('eval', ('eval.json',)),
+    ('round', ('round_summary.json', 'al_curve.json', 'al_curve.png')),
+)
+
+
 class RoundStages:
     def __init__(self, round_dir):
         self.dir = Path(round_dir)
@@ -58,6 +73,23 @@ class RoundStages:
 
     def settings_file(self) -> Path:
         return self.dir / 'settings.json'
+
+    def remove_stages_after(self, stage: str) -> None:
+        """Forget every stage after `stage` (markers first, then artifacts), keeping it and those
+        before it: a kill in between leaves stages that are redone, never half-kept ones."""
+        names = [n for n, _ in STAGE_ARTIFACTS]
+        if stage not in names:
+            raise ValueError(f'unknown stage {stage!r}; stages: {names}')
+        later = STAGE_ARTIFACTS[names.index(stage) + 1:]
+        for name, _ in later:
+            self.marker(name).unlink(missing_ok=True)
+        for _, artifacts in later:
+            for a in artifacts:
+                p = self.dir / a
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
 
     def remove_stale_tmp(self) -> None:
         """Temp files left by a kill during an atomic write (never read, just clutter)."""

@@ -23,13 +23,13 @@ have the same config, seed, initial boxes, epochs and pretrained model (checked 
 
 A final round (`select=False`, the S-SSAL recipe's "retrain, final CPSP") trains and evaluates
 only. Each stage ends with an atomic done-marker (round_stages.py), so a killed run resumes at the
-stage it was in; a finished round is never overwritten without force=True.
+stage it was in; a finished round is never overwritten without force=True. `redo_cpsp` redoes
+the CPSP stages of a round (after a change of ACTIVE_LEARNING.CPSP, which the config hash leaves
+out and the settings record apart) and keeps its labelled training.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import shutil
 from pathlib import Path
@@ -37,14 +37,14 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..config import to_plain
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
 from .cpsp import CPSPBanks, build_banks
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget
 from .round_data import INFOS_NAME, DBINFOS_NAME, labelled_training_cfg, write_labelled_data
-from .round_options import AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, read_section
+from .round_options import (AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, config_hash,
+                            read_section)
 from .round_stages import RoundStages, read_json, write_json
 from .strategies import Selection, build_strategy
 from .strategies.cal import merge_model_summaries
@@ -124,8 +124,7 @@ class ActiveLearningRun:
             raise ALInputError(f'evaluation infos {missing} not found; create them with '
                                f'`python tools/create_data.py ...` first')
         self.exp_dir = output_dir_for(self.cfg, ns)
-        plain = json.dumps(to_plain(self.cfg), sort_keys=True, default=str)
-        self.cfg_hash = hashlib.sha1(plain.encode()).hexdigest()[:12]
+        self.cfg_hash = config_hash(self.cfg)
         self.initial_src = self._check_initial_from() if opts.initial_from is not None else None
         prev = self.round_dir(opts.first_round - 1)
         if opts.first_round > 0 and not RoundStages(prev).finished:
@@ -151,6 +150,9 @@ class ActiveLearningRun:
 
     def round_dir(self, k: int) -> Path:
         return self.exp_dir / f'round_{k}'
+
+    # settings --redo_cpsp may change in a started round (its labelled training does not depend on them)
+    CPSP_SETTINGS = ('cpsp_epochs', 'cpsp_options')
 
     # stages round 0 can adopt from another run (--initial_from), and the settings they depend on
     ADOPTED_STAGES = ('pool', 'data', 'train')
@@ -249,7 +251,8 @@ class ActiveLearningRun:
                 'strategy_options': self.strategy.cfg if select else None,
                 'budget_boxes': self.budget_boxes if select else None,
                 'initial_boxes': self.initial_boxes if k == 0 else None, 'cpsp': o.cpsp, 'epochs': o.epochs,
-                'cpsp_epochs': o.cpsp_epochs if o.cpsp else None, 'seed': o.seed, 'cfg_hash': self.cfg_hash,
+                'cpsp_epochs': o.cpsp_epochs if o.cpsp else None,
+                'cpsp_options': dict(self.cpsp_opts) if o.cpsp else None, 'seed': o.seed, 'cfg_hash': self.cfg_hash,
                 'pretrained_model': o.pretrained_model,
                 'initial_from': str(o.initial_from) if k == 0 and o.initial_from is not None else None}
 
@@ -290,7 +293,18 @@ class ActiveLearningRun:
         existing = read_json(st.settings_file()) if st.settings_file().is_file() else None
         if existing is not None:
             diff = sorted(key for key in set(existing) | set(settings) if existing.get(key) != settings.get(key))
-            if self.opts.force:
+            if self.opts.redo_cpsp and not self.opts.force and k == self.opts.first_round:
+                if not set(diff) <= set(self.CPSP_SETTINGS):
+                    raise ALInputError(f'--redo_cpsp: round {k} ({rd}) differs in {sorted(set(diff) - set(self.CPSP_SETTINGS))}, '
+                                       f'not only in the CPSP settings; use --force to restart it')
+                if not st.is_done('train'):
+                    raise ALInputError(f'--redo_cpsp: round {k} ({rd}) has no finished labelled training to '
+                                       f'keep; run it without --redo_cpsp')
+                self._log(f'round {k}: --redo_cpsp, keeping its labelled set and model A, removing its CPSP '
+                          f'and later stages and later rounds')
+                self._remove_from(k + 1)
+                st.remove_stages_after('train')
+            elif self.opts.force:
                 self._log(f'round {k}: --force, removing {rd} and later rounds')
                 self._remove_from(k)
             elif st.finished and not diff:
@@ -299,17 +313,21 @@ class ActiveLearningRun:
                 return read_json(rd / 'round_summary.json')
             elif st.finished:
                 raise ALInputError(f'round {k} is finished ({rd}) with different settings {diff}; refusing to '
-                                   f'overwrite it: use --force (removes round {k} and later rounds) or another '
-                                   f'--extra_tag')
+                                   f'overwrite it: use --force (removes round {k} and later rounds){self._redo_hint(diff)} '
+                                   f'or another --extra_tag')
             elif diff:
                 raise ALInputError(f'round {k} was started ({rd}) with different settings {diff}; use --force '
-                                   f'to restart it, or the same settings to resume it')
+                                   f'to restart it{self._redo_hint(diff)}, or the same settings to resume it')
             else:
                 self._log(f'round {k}: resuming ({rd})')
         rd.mkdir(parents=True, exist_ok=True)
         st.remove_stale_tmp()
         write_json(settings, st.settings_file())
         return None
+
+    def _redo_hint(self, diff) -> str:
+        return ', --redo_cpsp (keeps its model A, redoes its CPSP and later stages)' \
+            if set(diff) <= set(self.CPSP_SETTINGS) else ''
 
     def _remove_from(self, k: int) -> None:
         for d in self.exp_dir.glob('round_*'):
