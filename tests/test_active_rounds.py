@@ -117,11 +117,13 @@ def test_random_rounds_artifacts_and_budget(data, ref_random):
     assert curve[0]['labelled_boxes'] >= 20 and curve[1]['labelled_boxes'] == curve[0]['next_round_labelled_boxes']
 
 
-def test_entropy_round_ranks_by_entropy(data):
+def test_entropy_round_ranks_by_entropy(data, monkeypatch):
     base, root, cfg = data
-    out = base / 'entropy'
-    run_active_learning(_opts(cfg, out, strategy='entropy'))
-    rd = _round_dir(out, 0)
+    # a relative --output_root (as typed on the command line): the round's data paths must not be
+    # read relative to DATA_PATH
+    monkeypatch.chdir(base)
+    run_active_learning(_opts(cfg, 'entropy', strategy='entropy'))
+    rd = _round_dir(base / 'entropy', 0)
     sel = json.loads((rd / 'selection.json').read_text())
     from pcdet_ext.active import load_summaries
     from pcdet_ext.active.strategies import binary_entropy

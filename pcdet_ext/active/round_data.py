@@ -97,11 +97,12 @@ def write_labelled_data(root, oracle: LabelOracle, labelled_ids: Sequence[str], 
 
 def labelled_training_cfg(dataset_cfg, infos_path, dbinfos_path):
     """A copy of DATA_CONFIG whose training split reads the round's labelled infos and whose
-    gt_sampling pastes from the round's labelled database. The copy shares the read record."""
+    gt_sampling pastes from the round's labelled database. The copy shares the read record.
+    Paths go in absolute: the dataset resolves relative ones against DATA_PATH, not the cwd."""
     cfg = copy.deepcopy(dataset_cfg)
-    cfg.INFO_PATH['train'] = [str(infos_path)]
+    cfg.INFO_PATH['train'] = [str(Path(infos_path).resolve())]
     aug = cfg.get('DATA_AUGMENTOR', None)
     for entry in (aug.get('AUG_CONFIG_LIST', []) or []) if aug is not None else []:
         if entry.get('NAME') == 'gt_sampling':
-            entry['DB_INFO_PATH'] = [str(dbinfos_path)]
+            entry['DB_INFO_PATH'] = [str(Path(dbinfos_path).resolve())]
     return cfg

@@ -57,7 +57,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def output_dir_for(cfg, args) -> Path:
-    root = Path(args.output_root) if args.output_root else Path(cfg.ROOT_DIR)
+    # absolute: paths under it are written into configs that resolve relative paths against DATA_PATH
+    root = Path(args.output_root).resolve() if args.output_root else Path(cfg.ROOT_DIR).resolve()
     return root / 'output' / cfg.EXP_GROUP_PATH / cfg.TAG / args.extra_tag
 
 
