@@ -1,6 +1,5 @@
 """Bad input gets a clear error naming the file and the problem; nothing half-written."""
 import pickle
-import warnings
 
 import numpy as np
 import pytest

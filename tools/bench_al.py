@@ -73,7 +73,7 @@ def parse_args(argv=None):
                         'reported as "<strategy> (<variant>)", next to the plain runs of the same --out')
     p.add_argument('--set', dest='set_cfgs', nargs='+', default=[], metavar='KEY VALUE',
                    help='config keys for every strategy run, as tools/al_round.py --set (e.g. '
-                        'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL 0); needs --variant')
+                        'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL 2); needs --variant')
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--device', default='auto')
     p.add_argument('--no_upper_bound', action='store_true', help='skip the fully labelled training')

@@ -17,7 +17,9 @@ register_informational_key('ACTIVE_LEARNING')
 AL_DEFAULTS = {'INITIAL_BOXES': None, 'BUDGET_BOXES': None, 'STRATEGY': None, 'STRATEGY_OPTIONS': {},
                'MC_PASSES': 5, 'MC_DROPOUT_P': 0.2, 'SCORE_BATCH_SIZE': 4, 'POOL_SPLIT': None, 'CPSP': {},
                'MIN_TRAIN_ITERS': 0}
-CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 2, 'LOW_THRESH': 0.1, 'MIN_HIGH_THRESH': 0.5,
+# REFRESH_INTERVAL 0: refreshing the bank with the model in CPSP training degraded it in every
+# benchmark run (docs/benchmarks_al.md); the refresh stays available, opt-in
+CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'LOW_THRESH': 0.1, 'MIN_HIGH_THRESH': 0.5,
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
                  'GROUND_ALIGN': True}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import List, Optional
 
 import numpy as np
 import torch.utils.data as torch_data

@@ -3,7 +3,6 @@ written in the same layout)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 

@@ -6,7 +6,6 @@ previous outputs or nothing, never a half-written pickle or database.
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
