@@ -62,3 +62,42 @@ def test_bench_al_set_needs_a_variant(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(['--variant', 'a/b'])
     assert bench.run_tag('cal+cpsp', 2, 'norefresh') == 'cal_cpsp_norefresh_s2' and bench.run_tag('cal', 0) == 'cal_s0'
+
+
+def _summary(d: Path, rnd: int, boxes: int, m: float):
+    (d / f'round_{rnd}').mkdir(parents=True, exist_ok=True)
+    (d / f'round_{rnd}' / 'round_summary.json').write_text(json.dumps(
+        {'round': rnd, 'labelled_boxes': boxes, 'labelled_frames': 2, 'mAP': m, 'Car': 3 * m, 'Pedestrian': 0.0,
+         'Cyclist': 0.0}))
+
+
+def test_bench_al_collect_reports_finished_runs(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a, b = tmp_path / 'seed0', tmp_path / 'seed1'
+    _summary(a / 'random_s0', 0, 30, 4.0)
+    _summary(a / 'random_s0', 1, 60, 6.0)
+    _summary(b / 'random_s1', 1, 64, 10.0)  # rounds sort numerically and pair across seeds
+    _summary(b / 'random_s1', 0, 34, 2.0)
+    _summary(b / 'cal_cpsp_norefresh_s1', 0, 34, 5.0)
+    _summary(b / 'notes', 0, 1, 99.0)  # no _s<seed> suffix: not a run
+    # an adopted round 0 keeps the source run's data marker: the run's time counts from the adoption
+    for rnd, stage, t, extra in ((0, 'data', '07:00:00', {}), (0, 'train', '10:00:00', {'adopted_from': 'x/round_0'}),
+                                 (1, 'round', '10:15:00', {})):
+        (a / 'random_s0' / f'round_{rnd}' / 'done').mkdir(exist_ok=True)
+        (a / 'random_s0' / f'round_{rnd}' / 'done' / f'{stage}.json').write_text(
+            json.dumps({'stage': stage, 'time': f'2026-12-05 {t}', **extra}))
+    doc = tmp_path / 'docs' / 'paired.md'
+    doc.parent.mkdir()
+    assert bench.main(['--collect', str(a), str(b), '--doc', str(doc), '--upper_bound_map', '50']) == 0
+    text = doc.read_text()
+    assert '| random | 0 | 2 | 32.0 | 3.00 ± 1.00 | 9.00 |' in text
+    assert '| random | 1 | 2 | 62.0 | 8.00 ± 2.00 |' in text and '| s0 6.00, s1 10.00 | 15, 0 |' in text
+    assert '| cal_cpsp_norefresh | 0 | 1 | 34.0 | 5.00 ± 0.00 |' in text and '99.00' not in text
+    assert (doc.parent / 'paired.png').read_bytes()[:4] == b'\x89PNG'
+    (b / 'random_s1' / 'round_0' / 'round_summary.json').write_text('{')
+    assert bench.main(['--collect', str(b)]) == 2
+    assert 'round_0/round_summary.json: unreadable' in capsys.readouterr().err
+    assert bench.main(['--collect', str(tmp_path / 'docs')]) == 2
+    assert 'no finished round' in capsys.readouterr().err

@@ -7,6 +7,8 @@ as the upper bound. Writes <out>/bench_al.json, a PNG of the curves and a markdo
         --initial_frac 0.01 --budget_frac 0.005 --doc docs/benchmarks_al.md
     # smoke (plumbing check, a tiny PointPillars, seconds):
     python tools/bench_al.py --smoke --out /tmp/bench_al_smoke --doc /tmp/bench_al_smoke/benchmarks_al.md
+    # table + PNG of finished runs (e.g. rounds run by hand with tools/al_round.py), nothing trained:
+    python tools/bench_al.py --collect /tmp/bench_al_smoke/output/bench_al/smoke --doc /tmp/collected.md
 
 Every run goes through tools/al_round.py's driver (pcdet_ext.active.rounds), so a killed benchmark
 resumes where it stopped when re-run with the same arguments. Strategies: random, entropy,
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,6 +81,11 @@ def parse_args(argv=None):
     p.add_argument('--device', default='auto')
     p.add_argument('--no_upper_bound', action='store_true', help='skip the fully labelled training')
     p.add_argument('--doc', default=None, help='markdown report to write (e.g. docs/benchmarks_al.md)')
+    p.add_argument('--collect', nargs='+', default=None, metavar='EXP_ROOT',
+                   help='train nothing: report the finished runs found under these folders (e.g. rounds run by hand '
+                        'with tools/al_round.py --extra_tag NAME_s<seed>), one curve per NAME over the seeds')
+    p.add_argument('--upper_bound_map', type=float, default=None,
+                   help='with --collect: the fully labelled mAP of an earlier run, drawn as the reference line')
     args = p.parse_args(argv)
     if args.set_cfgs and not args.variant:
         p.error('--set changes the runs\' config: name the variant with --variant (its runs get their own tags)')
@@ -172,13 +180,43 @@ def run_wall_s(exp_dir: Path) -> float:
     """Wall time of a run from its stage markers (first to last), so a run finished by an earlier
     or a parallel invocation reports its own time, not the resuming call's. An adopted round 0
     counts from its adoption (its training belongs to the source run)."""
-    stamps = []
+    stamps, adopted = [], None
     for f in exp_dir.glob('round_*/done/*.json'):
         try:
-            stamps.append(time.mktime(time.strptime(json.loads(f.read_text())['time'], '%Y-%m-%d %H:%M:%S')))
+            marker = json.loads(f.read_text())
+            stamps.append(time.mktime(time.strptime(marker['time'], '%Y-%m-%d %H:%M:%S')))
         except (OSError, ValueError, KeyError):
             continue
+        if f.parent.parent.name == 'round_0' and f.stem == 'train' and marker.get('adopted_from'):
+            adopted = stamps[-1]
+    if adopted is not None:  # the adopted round's data / pool markers keep the source run's times
+        stamps = [t for t in stamps if t >= adopted]
     return max(stamps) - min(stamps) if stamps else 0.0
+
+
+def collect_runs(roots: list) -> list:
+    """Finished runs under experiment folders, in run_strategy's format. A run is a folder named
+    <name>_s<seed> holding round_K/round_summary.json files; its curve is named <name>."""
+    runs = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise ALInputError(f'--collect: {root}: no such folder')
+        for exp in sorted(d for d in root.iterdir() if d.is_dir()):
+            m = re.fullmatch(r'(.+)_s(\d+)', exp.name)
+            summaries = sorted(exp.glob('round_*/round_summary.json'), key=lambda f: int(f.parent.name[6:]))
+            if not m or not summaries:
+                continue
+            points = []
+            for f in summaries:
+                try:
+                    r = json.loads(f.read_text())
+                except (OSError, ValueError) as e:
+                    raise ALInputError(f'--collect: {f}: unreadable round summary ({e})') from e
+                points.append({k: r.get(k) for k in ('round', 'labelled_boxes', 'labelled_frames', 'mAP', *CLASSES)})
+            runs.append({'strategy': m.group(1), 'seed': int(m.group(2)), 'wall_s': run_wall_s(exp), 'points': points})
+    if not runs:
+        raise ALInputError(f'--collect: no finished round (round_K/round_summary.json) under {", ".join(roots)}')
+    return runs
 
 
 def aggregate(runs: list) -> dict:
@@ -199,17 +237,18 @@ def aggregate(runs: list) -> dict:
     return out
 
 
-def save_png(agg: dict, ub: dict, pool: dict, path: Path, title: str) -> None:
+def save_png(agg: dict, ub: dict, pool, path: Path, title: str) -> None:
+    """AP against labelled boxes, as % of the pool, or as a count when pool is None."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for s, pts in agg.items():
-        xs = [100.0 * p['labelled_boxes'] / max(pool['boxes'], 1) for p in pts]
+        xs = [100.0 * p['labelled_boxes'] / max(pool['boxes'], 1) if pool else p['labelled_boxes'] for p in pts]
         ax.errorbar(xs, [p['mAP'] for p in pts], yerr=[p['mAP_std'] for p in pts], marker='o', capsize=3, label=s)
     if ub:
         ax.axhline(ub['mAP'], color='k', ls='--', label='fully labelled')
-    ax.set_xlabel('labelled boxes (% of the pool)')
+    ax.set_xlabel('labelled boxes (% of the pool)' if pool else 'labelled boxes')
     ax.set_ylabel('mAP, AP3D R40 moderate (%)')
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -255,8 +294,41 @@ def write_doc(path: Path, report: dict, png: Path) -> None:
     path.write_text('\n'.join(lines))
 
 
+def collect_main(args) -> int:
+    """--collect: the table and PNG of finished runs, nothing trained."""
+    try:
+        runs = collect_runs(args.collect)
+    except ALInputError as e:
+        print(f'bench_al.py: error: {e}', file=sys.stderr)
+        return 2
+    agg = aggregate(runs)
+    out = Path(args.doc).parent if args.doc else Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / (Path(args.doc).stem + '.png' if args.doc else 'bench_al_collected.png')
+    ub = {'mAP': args.upper_bound_map} if args.upper_bound_map is not None else {}
+    boxes = [p['labelled_boxes'] for r in runs for p in r['points']]
+    save_png(agg, ub, None, png, 'AL curves (mean ± std over seeds)')  # a round summary has no pool size: x in boxes
+    lines = ['| curve | round | seeds | labelled boxes | mAP (mean ± std) | Car | Ped | Cyc | per seed | run time (min) |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for s, pts in agg.items():
+        for p in pts:
+            per_seed = ', '.join(f's{r["seed"]} {q["mAP"]:.2f}' for r in runs if r['strategy'] == s
+                                 for q in r['points'] if q['round'] == p['round'])
+            wall = ', '.join(f'{r["wall_s"] / 60:.0f}' for r in runs if r['strategy'] == s)
+            lines.append(f'| {s} | {p["round"]} | {p["seeds"]} | {p["labelled_boxes"]:.1f} | '
+                         f'{p["mAP"]:.2f} ± {p["mAP_std"]:.2f} | {p["Car"]:.2f} | {p["Pedestrian"]:.2f} | '
+                         f'{p["Cyclist"]:.2f} | {per_seed} | {wall} |')
+    text = '\n'.join(lines) + f'\n\n![AP vs labelled boxes]({png.name})\n'
+    if args.doc:
+        Path(args.doc).write_text(text)
+    print(text + f'({len(runs)} runs, {min(boxes)}-{max(boxes)} labelled boxes; wrote {png})')
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.collect:
+        return collect_main(args)
     t0 = time.time()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
