@@ -40,3 +40,48 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert len(list((out / 'log').glob('train_*.log'))) == 1   # rank 0 only
     det = pickle.load(open(out / 'eval' / 'eval_with_train' / 'epoch_1' / 'val' / 'result.pkl', 'rb'))
     assert [a['frame_id'] for a in det] == [f'{i:06d}' for i in range(6)]
+
+
+class _FakeDist:
+    """Records what dist.destroy asks of torch.distributed, in order."""
+
+    def __init__(self, backend):
+        self.backend, self.calls, self.up = backend, [], True
+
+    def is_available(self):
+        return True
+
+    def is_initialized(self):
+        return self.up
+
+    def get_backend(self):
+        return self.backend
+
+    def barrier(self):
+        self.calls.append('barrier')
+
+    def destroy_process_group(self):
+        self.calls.append('destroy')
+        self.up = False
+
+
+def _destroy_calls(monkeypatch, backend, holders, sync):
+    from pcdet_ext.runtime import dist
+    fake = _FakeDist(backend)
+    monkeypatch.setattr(dist, 'tdist', fake)
+    monkeypatch.setattr(dist, '_HOLDERS', holders)
+    monkeypatch.setattr(dist.time, 'sleep', lambda s: fake.calls.append(f'sleep {s}'))
+    for _ in range(holders):
+        dist.destroy(sync=sync)
+    return fake.calls
+
+
+def test_destroy_meets_then_drains_gloo_then_ends_the_group_once(monkeypatch):
+    from pcdet_ext.runtime.dist import _GLOO_DRAIN_S
+    # nested holders (a driver calling the train tool): only the outermost let-go ends the group
+    assert _destroy_calls(monkeypatch, 'gloo', holders=2, sync=True) == ['barrier', f'sleep {_GLOO_DRAIN_S}', 'destroy']
+    assert _GLOO_DRAIN_S > 0
+    # nccl has no gloo worker threads to drain
+    assert _destroy_calls(monkeypatch, 'nccl', holders=1, sync=True) == ['barrier', 'destroy']
+    # an error unwinding on one rank: the others may never reach a barrier, so none is awaited
+    assert _destroy_calls(monkeypatch, 'gloo', holders=1, sync=False) == ['destroy']

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import shutil
 from pathlib import Path
 from typing import List, Optional
@@ -284,7 +285,7 @@ class ActiveLearningRun:
                 close_logger(self.logger)
             self.logger = None
             if self.opts.launcher == 'pytorch':
-                dist_utils.destroy()
+                dist_utils.destroy(sync=sys.exc_info()[0] is None)  # no meeting while an error unwinds
 
     def _prepare_round_dir(self, k: int, settings: dict) -> Optional[dict]:
         """Returns the summary of a finished round with the same settings (nothing to do)."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime
 import os
 import random
+import time
 from typing import List, Tuple
 
 import numpy as np
 import torch
 import torch.distributed as tdist
 
+_GLOO_DRAIN_S = 0.2  # see destroy()
 _HOLDERS = 0  # nested init_dist_pytorch calls sharing the one process group
 
 
@@ -63,12 +65,24 @@ def barrier():
         tdist.barrier()
 
 
-def destroy():
-    """Let go of the process group; it ends when the last holder (see init_dist_pytorch) lets go."""
+def destroy(sync: bool = True):
+    """Let go of the process group; it ends when the last holder (see init_dist_pytorch) lets go.
+
+    With `sync` (a normal end; pass False while an error unwinds, when the other ranks may never
+    arrive) all ranks meet first, and on gloo the main thread then drops the GIL for a moment: gloo's
+    worker threads free each finished collective (and the Python-made tensors it holds, which
+    takes the GIL) only after `wait()` has returned, and `destroy_process_group` does not join
+    them. A worker still waiting for the GIL when the interpreter shuts down is killed inside a
+    C++ destructor and aborts the process ("terminate called without an active exception",
+    SIGABRT) after all the work was done."""
     global _HOLDERS
     if is_dist():
         _HOLDERS = max(_HOLDERS - 1, 0)
         if _HOLDERS == 0:
+            if sync:
+                tdist.barrier()
+                if tdist.get_backend() == 'gloo':
+                    time.sleep(_GLOO_DRAIN_S)
             tdist.destroy_process_group()
 
 
