@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import shutil
+import sys
 from pathlib import Path
 from typing import List, Optional
 
