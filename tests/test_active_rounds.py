@@ -284,6 +284,24 @@ def test_min_train_iters_raises_epochs_of_small_labelled_sets(data, tmp_path):
     assert run.round_epochs(200) == 2                     # 100 batches > 30: unchanged
 
 
+def test_min_train_iters_raises_cpsp_epochs(data, tmp_path):
+    """CPSP trains at least MIN_TRAIN_ITERS iterations over NUM_SCENES pseudo-scenes per epoch, from
+    --cpsp_epochs or CPSP.EPOCHS; more scenes per epoch need fewer epochs."""
+    from pcdet_ext.active.rounds import ActiveLearningRun
+    _, _, cfg = data
+    off = ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True))
+    assert off.cpsp_epochs() == 2                         # MIN_TRAIN_ITERS 0: CPSP.EPOCHS as given
+    assert ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True, cpsp_epochs=3)).cpsp_epochs() == 3
+    raised = ['ACTIVE_LEARNING.MIN_TRAIN_ITERS', '30']
+    run = ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True, set_cfgs=raised))
+    assert run.cpsp_epochs() == 15                        # 4 scenes at batch 2: 2 iterations an epoch
+    run = ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True, cpsp_epochs=20, set_cfgs=raised))
+    assert run.cpsp_epochs() == 20                        # 40 iterations >= 30: unchanged
+    run = ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True,
+                                  set_cfgs=raised + ['ACTIVE_LEARNING.CPSP.NUM_SCENES', '20']))
+    assert run.cpsp_epochs() == 3                         # 10 iterations an epoch
+
+
 def test_initial_from_adopts_round0_without_training(data, ref_random):
     """--initial_from: round 0 reuses another run's initial set, labelled data and model (no second
     training), then selects with its own strategy; a run with another seed is refused."""

@@ -32,6 +32,8 @@ from ..geometry import Calibration, points_in_image
 from ..registry import register
 from .cpsp import CPSPBanks, compose_scene, labelled_scene, refresh_pseudo_bank
 
+DEFAULT_NUM_SCENES = 500  # pseudo-scenes per epoch when CPSP.NUM_SCENES is unset
+
 
 def _gt_sampling_enabled(aug_cfg) -> bool:
     if aug_cfg is None:
@@ -62,7 +64,7 @@ class CPSPDataset(DatasetTemplate):
             raise ValueError('CPSPDataset: DATA_CONFIG.CPSP section is missing')
         c = dataset_cfg.CPSP
         self.bank_file = c.get('BANK_FILE', None)
-        self.num_scenes = int(c.get('NUM_SCENES', 500))
+        self.num_scenes = int(c.get('NUM_SCENES', DEFAULT_NUM_SCENES))
         self.objects_per_scene = dict(c.get('OBJECTS_PER_SCENE', {n: 10 for n in self.class_names}))
         self.negatives_per_scene = int(c.get('NEGATIVES_PER_SCENE', 5))
         self.labelled_frame_share = float(c.get('LABELLED_FRAME_SHARE', 0.2))

@@ -41,6 +41,7 @@ import numpy as np
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
 from .cpsp import CPSPBanks, build_banks
+from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget
 from .round_data import INFOS_NAME, DBINFOS_NAME, labelled_training_cfg, write_labelled_data
@@ -424,17 +425,31 @@ class ActiveLearningRun:
             argv += ['--set', *o.set_cfgs]
         return argv
 
-    def round_epochs(self, frames: int) -> Optional[int]:
-        """Epochs of a round's training on `frames` labelled frames: --epochs (else the config's),
-        raised so that the round trains at least ACTIVE_LEARNING.MIN_TRAIN_ITERS iterations - an
-        epoch over the 10 frames of a 1 % set is 3 batches, too few steps to learn anything."""
+    def _raise_to_min_iters(self, epochs: Optional[int], samples_per_epoch: int) -> Optional[int]:
+        """`epochs` (None: the config's NUM_EPOCHS) raised so that training runs at least
+        ACTIVE_LEARNING.MIN_TRAIN_ITERS iterations; unchanged when that is 0 (off)."""
         min_iters = int(self.al['MIN_TRAIN_ITERS'])
         if min_iters <= 0:
-            return self.opts.epochs
-        epochs = self.opts.epochs or int(self.cfg.OPTIMIZATION.NUM_EPOCHS)
+            return epochs
+        epochs = epochs or int(self.cfg.OPTIMIZATION.NUM_EPOCHS)
         batch = self.opts.batch_size or int(self.cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU)
-        per_epoch = max(math.ceil(frames / batch), 1)
+        per_epoch = max(math.ceil(samples_per_epoch / batch), 1)
         return max(epochs, math.ceil(min_iters / per_epoch))
+
+    def round_epochs(self, frames: int) -> Optional[int]:
+        """Epochs of a round's training on `frames` labelled frames: --epochs (else the config's),
+        raised to MIN_TRAIN_ITERS iterations - an epoch over the 10 frames of a 1 % set is 3
+        batches, too few steps to learn anything."""
+        return self._raise_to_min_iters(self.opts.epochs, frames)
+
+    def cpsp_epochs(self) -> Optional[int]:
+        """Epochs of CPSP training: --cpsp_epochs, else CPSP.EPOCHS, else --epochs, raised to
+        MIN_TRAIN_ITERS iterations over CPSP.NUM_SCENES pseudo-scenes per epoch. A pseudo-scene
+        epoch is a fixed count, not the labelled set, so without the raise a short CPSP schedule
+        leaves the final model far less trained than the fully labelled one it is compared to."""
+        epochs = self.opts.cpsp_epochs or self.cpsp_opts['EPOCHS'] or self.opts.epochs
+        scenes = self.cpsp_opts.get('NUM_SCENES') or CPSP_DEFAULT_NUM_SCENES
+        return self._raise_to_min_iters(epochs, int(scenes))
 
     def _final_ckpt(self, st: RoundStages, stage: str) -> str:
         path = st.load(stage)['ckpt']
@@ -514,8 +529,8 @@ class ActiveLearningRun:
             lambda dataset_cfg: cpsp_dataset_cfg(dataset_cfg, options, banks_file, data['infos'], data['dbinfos']),
             banks, st.dir / 'cpsp', int(self.cpsp_opts['REFRESH_INTERVAL']),
             lambda model, dist: self.score(model, unlabelled, dist=dist), sampler_seed=self.opts.seed)
-        epochs = self.opts.cpsp_epochs or self.cpsp_opts['EPOCHS'] or self.opts.epochs
-        self._log(f'round {k}: CPSP training on pseudo-scenes from model A')
+        epochs = self.cpsp_epochs()
+        self._log(f'round {k}: CPSP training on pseudo-scenes from model A' + (f' ({epochs} epochs)' if epochs else ''))
         ckpt = self._run_training(self._train_argv(k, 'cpsp', epochs, ckpt_a), loader_fn, net_fn)
         self._mark_main(st, 'cpsp_train', {'ckpt': ckpt})
         return ckpt
