@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,7 +54,6 @@ def _run(tmp_path):
 
 
 def test_bench_al_set_needs_a_variant(capsys):
-    import pytest
     spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -101,3 +102,33 @@ def test_bench_al_collect_reports_finished_runs(tmp_path, capsys):
     assert 'round_0/round_summary.json: unreadable' in capsys.readouterr().err
     assert bench.main(['--collect', str(tmp_path / 'docs')]) == 2
     assert 'no finished round' in capsys.readouterr().err
+
+
+def test_bench_al_seed_table_plots_and_checks_its_csv(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    csv = tmp_path / 'round1.csv'
+    csv.write_text('strategy,seed,labelled_boxes,mAP\nA,0,60,10\n"B, alone",1,62,7.5\nA,1,64,20\n')
+    assert bench.main(['--seed_table', str(csv), '--upper_bound_map', '50']) == 0
+    out = capsys.readouterr().out
+    assert '| strategy | seed 0 | seed 1 | mean ± std | / upper bound |' in out
+    # population std over seeds; a strategy without a seed shows '-' there; rows in file order
+    assert '| A | 10.00 (60) | 20.00 (64) | 15.00 ± 5.00 | 0.30 |' in out
+    assert '| B, alone | - | 7.50 (62) | 7.50 ± 0.00 | 0.15 |' in out
+    assert out.index('| A |') < out.index('| B, alone |')
+    assert (tmp_path / 'round1.png').read_bytes()[:4] == b'\x89PNG'
+    for text, message in (('strategy,seed,mAP\nA,0,1\n', 'missing column(s) labelled_boxes'),
+                          ('strategy,seed,labelled_boxes,mAP\nA,zero,60,1\n', 'line 2: seed and labelled_boxes'),
+                          ('strategy,seed,labelled_boxes,mAP\n', 'no result rows')):
+        csv.write_text(text)
+        assert bench.main(['--seed_table', str(csv)]) == 2
+        err = capsys.readouterr().err
+        assert str(csv) in err and message in err
+    assert bench.main(['--seed_table', str(tmp_path / 'absent.csv')]) == 2
+    assert 'absent.csv: No such file' in capsys.readouterr().err
+    for argv, message in ((['--seed_table', str(csv), '--collect', str(tmp_path)], 'give one'),
+                          (['--seed_table', str(csv), '--target_share', '0'], 'must be > 0')):
+        with pytest.raises(SystemExit):
+            bench.main(argv)
+        assert message in capsys.readouterr().err

@@ -9,6 +9,8 @@ as the upper bound. Writes <out>/bench_al.json, a PNG of the curves and a markdo
     python tools/bench_al.py --smoke --out /tmp/bench_al_smoke --doc /tmp/bench_al_smoke/benchmarks_al.md
     # table + PNG of finished runs (e.g. rounds run by hand with tools/al_round.py), nothing trained:
     python tools/bench_al.py --collect /tmp/bench_al_smoke/output/bench_al/smoke --doc /tmp/collected.md
+    # one round across seeds from a CSV of results (strategy,seed,labelled_boxes,mAP): table + PNG
+    python tools/bench_al.py --seed_table docs/benchmarks_al_1350.csv --upper_bound_map 64.97
 
 Every run goes through tools/al_round.py's driver (pcdet_ext.active.rounds), so a killed benchmark
 resumes where it stopped when re-run with the same arguments. Strategies: random, entropy,
@@ -85,8 +87,19 @@ def parse_args(argv=None):
                    help='train nothing: report the finished runs found under these folders (e.g. rounds run by hand '
                         'with tools/al_round.py --extra_tag NAME_s<seed>), one curve per NAME over the seeds')
     p.add_argument('--upper_bound_map', type=float, default=None,
-                   help='with --collect: the fully labelled mAP of an earlier run, drawn as the reference line')
+                   help='with --collect or --seed_table: the fully labelled mAP of an earlier run, drawn as the '
+                        'reference line')
+    p.add_argument('--seed_table', default=None, metavar='CSV',
+                   help='train nothing: plot one round\'s per-seed mAP per strategy from a CSV with the columns '
+                        'strategy,seed,labelled_boxes,mAP (rows kept in file order), next to the upper bound and '
+                        'the target; writes CSV\'s name with .png and prints the markdown table')
+    p.add_argument('--target_share', type=float, default=0.95,
+                   help='with --seed_table: the target, as a share of --upper_bound_map (default 0.95)')
     args = p.parse_args(argv)
+    if args.collect and args.seed_table:
+        p.error('--collect and --seed_table are two reports: give one')
+    if args.target_share <= 0:
+        p.error(f'--target_share {args.target_share}: must be > 0 (a share of --upper_bound_map)')
     if args.set_cfgs and not args.variant:
         p.error('--set changes the runs\' config: name the variant with --variant (its runs get their own tags)')
     if args.variant is not None and not args.variant.replace('_', '').replace('-', '').isalnum():
@@ -325,10 +338,96 @@ def collect_main(args) -> int:
     return 0
 
 
+SEED_TABLE_COLUMNS = ('strategy', 'seed', 'labelled_boxes', 'mAP')
+
+
+def read_seed_table(path: Path) -> dict:
+    """{strategy: [(seed, labelled_boxes, mAP), ...]} in file order, from a results CSV."""
+    import csv
+    try:
+        with open(path, newline='') as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in SEED_TABLE_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ALInputError(f'--seed_table: {path}: missing column(s) {", ".join(missing)} '
+                                   f'(needs {",".join(SEED_TABLE_COLUMNS)})')
+            table = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    entry = (int(row['seed']), int(row['labelled_boxes']), float(row['mAP']))
+                except (TypeError, ValueError):
+                    raise ALInputError(f'--seed_table: {path}, line {line}: seed and labelled_boxes must be '
+                                       f'integers and mAP a number, got {row}') from None
+                table.setdefault(row['strategy'].strip(), []).append(entry)
+    except OSError as e:
+        raise ALInputError(f'--seed_table: {path}: {e.strerror or e}') from e
+    if not table:
+        raise ALInputError(f'--seed_table: {path}: no result rows')
+    return table
+
+
+def save_seed_png(table: dict, ub_map, target_share: float, path: Path, title: str) -> None:
+    """One row per strategy: each seed's mAP as a dot, the mean ± std as a bar; the upper bound and
+    the target as vertical lines, so the distance to the target reads at a glance."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = list(table)
+    seeds = sorted({s for rows in table.values() for s, _, _ in rows})
+    markers = 'osD^vP*X'
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.6), dpi=110)
+    in_legend = set()
+    for i, name in enumerate(names):
+        maps = np.array([m for _, _, m in table[name]])
+        y = len(names) - 1 - i  # the first row of the CSV on top
+        ax.barh(y, maps.mean(), xerr=maps.std(), height=0.5, color='0.75', capsize=3)
+        for seed, _, m in table[name]:  # one colour and marker per seed, so a seed reads across rows
+            k = seeds.index(seed)
+            ax.scatter(m, y, color=f'C{k}', marker=markers[k % len(markers)], zorder=3, s=28,
+                       label=None if seed in in_legend else f'seed {seed}')
+            in_legend.add(seed)
+    if ub_map is not None:
+        ax.axvline(ub_map, color='k', ls='--', label=f'fully labelled ({ub_map:.2f})')
+        ax.axvline(target_share * ub_map, color='C3', ls=':', label=f'target ({target_share:.2f} of it)')
+    ax.legend(fontsize=8, loc='center left', bbox_to_anchor=(1.01, 0.5))
+    ax.set_yticks(range(len(names)), names[::-1])
+    ax.set_xlabel('mAP, AP3D R40 moderate (%)')
+    ax.set_title(title)
+    ax.grid(axis='x', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def seed_table_main(args) -> int:
+    """--seed_table: the markdown table (mean ± std over seeds, share of the upper bound) and the PNG."""
+    path = Path(args.seed_table)
+    try:
+        table = read_seed_table(path)
+    except ALInputError as e:
+        print(f'bench_al.py: error: {e}', file=sys.stderr)
+        return 2
+    seeds = sorted({s for rows in table.values() for s, _, _ in rows})
+    lines = ['| strategy | ' + ' | '.join(f'seed {s}' for s in seeds) + ' | mean ± std | / upper bound |',
+             '|---|' + '---|' * (len(seeds) + 2)]
+    for name, rows in table.items():
+        by_seed = {s: (b, m) for s, b, m in rows}
+        maps = np.array([m for _, _, m in rows])
+        cells = [f'{by_seed[s][1]:.2f} ({by_seed[s][0]})' if s in by_seed else '-' for s in seeds]
+        rel = f'{maps.mean() / args.upper_bound_map:.2f}' if args.upper_bound_map else '-'
+        lines.append(f'| {name} | ' + ' | '.join(cells) + f' | {maps.mean():.2f} ± {maps.std():.2f} | {rel} |')
+    png = path.with_suffix('.png')
+    save_seed_png(table, args.upper_bound_map, args.target_share, png, f'{path.stem}: mAP per seed, bar = mean ± std')
+    print('\n'.join(lines) + f'\n\nwrote {png}')
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.collect:
         return collect_main(args)
+    if args.seed_table:
+        return seed_table_main(args)
     t0 = time.time()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
