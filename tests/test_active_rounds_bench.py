@@ -120,6 +120,7 @@ def test_bench_al_seed_table_plots_and_checks_its_csv(tmp_path, capsys):
     assert (tmp_path / 'round1.png').read_bytes()[:4] == b'\x89PNG'
     for text, message in (('strategy,seed,mAP\nA,0,1\n', 'missing column(s) labelled_boxes'),
                           ('strategy,seed,labelled_boxes,mAP\nA,zero,60,1\n', 'line 2: seed and labelled_boxes'),
+                          ('strategy,seed,labelled_boxes,mAP\nA,0,60,1\nA,0,61,2\n', "line 3: 'A' has seed 0 twice"),
                           ('strategy,seed,labelled_boxes,mAP\n', 'no result rows')):
         csv.write_text(text)
         assert bench.main(['--seed_table', str(csv)]) == 2

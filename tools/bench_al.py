@@ -358,7 +358,10 @@ def read_seed_table(path: Path) -> dict:
                 except (TypeError, ValueError):
                     raise ALInputError(f'--seed_table: {path}, line {line}: seed and labelled_boxes must be '
                                        f'integers and mAP a number, got {row}') from None
-                table.setdefault(row['strategy'].strip(), []).append(entry)
+                name = row['strategy'].strip()
+                if any(seed == entry[0] for seed, _, _ in table.get(name, ())):
+                    raise ALInputError(f'--seed_table: {path}, line {line}: {name!r} has seed {entry[0]} twice')
+                table.setdefault(name, []).append(entry)
     except OSError as e:
         raise ALInputError(f'--seed_table: {path}: {e.strerror or e}') from e
     if not table:
