@@ -156,6 +156,10 @@ def test_checkpoint_round_trip_and_spconv1_layout(tmp_path):
         torch.testing.assert_close(v, state[k], msg=k)
     it, epoch = fresh.load_params_with_optimizer(str(tmp_path / 'ckpt.pth'), to_cpu=True)
     assert (it, epoch) == (10, 3)
+    logged = []
+    logger = type('L', (), {'info': staticmethod(logged.append)})()
+    fresh.load_params_from_file(str(tmp_path / 'ckpt.pth'), logger=logger)
+    assert logged[0].endswith('ckpt.pth to CPU')  # a CPU model, whatever to_cpu says
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         fresh.load_params_from_file(str(tmp_path / 'nope.pth'))
 

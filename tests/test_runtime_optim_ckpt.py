@@ -112,9 +112,13 @@ def test_partial_load_and_spconv1_weight_layout(tmp_path):
                      'epoch': 1, 'it': 1}, tmp_path / 'w.pth')
     m = M()
     head_before = m.head.weight.clone()
-    load_params_from_file(m, tmp_path / 'w.pth')
+    logged = []
+    logger = type('L', (), {'info': staticmethod(logged.append)})()
+    load_params_from_file(m, tmp_path / 'w.pth', logger=logger)  # to_cpu=False, as OpenPCDet's train.py passes
     assert torch.equal(m.conv.data, src.permute(4, 0, 1, 2, 3))
     assert torch.equal(m.head.weight, head_before)               # shape mismatch: left alone
+    # the log names where the weights went (the CPU model), not the to_cpu flag
+    assert logged[0].endswith('w.pth to CPU') and logged[-1] == '==> Done (loaded 1/3)'
 
 
 def test_load_data_to_gpu_types():
