@@ -9,6 +9,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _load_bench():
+    """tools/bench_al.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def test_bench_al_smoke(tmp_path):
     import torch
     threads = torch.get_num_threads()
@@ -20,9 +28,7 @@ def test_bench_al_smoke(tmp_path):
 
 
 def _run(tmp_path):
-    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     doc = tmp_path / 'docs' / 'benchmarks_al.md'
     rc = bench.main(['--smoke', '--frames', '12', '--out', str(tmp_path / 'out'), '--strategies', 'random', 'cal+cpsp',
                      '--rounds', '1', '--workers', '0', '--device', 'cpu', '--doc', str(doc)])
@@ -54,9 +60,7 @@ def _run(tmp_path):
 
 
 def test_bench_al_set_needs_a_variant(capsys):
-    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     with pytest.raises(SystemExit):
         bench.parse_args(['--set', 'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL', '0'])
     assert '--variant' in capsys.readouterr().err
@@ -73,9 +77,7 @@ def _summary(d: Path, rnd: int, boxes: int, m: float):
 
 
 def test_bench_al_collect_reports_finished_runs(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     a, b = tmp_path / 'seed0', tmp_path / 'seed1'
     _summary(a / 'random_s0', 0, 30, 4.0)
     _summary(a / 'random_s0', 1, 60, 6.0)
@@ -105,9 +107,7 @@ def test_bench_al_collect_reports_finished_runs(tmp_path, capsys):
 
 
 def test_bench_al_seed_table_plots_and_checks_its_csv(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench()
     csv = tmp_path / 'round1.csv'
     csv.write_text('strategy,seed,labelled_boxes,mAP\nA,0,60,10\n"B, alone",1,62,7.5\nA,1,64,20\n')
     assert bench.main(['--seed_table', str(csv), '--upper_bound_map', '50']) == 0

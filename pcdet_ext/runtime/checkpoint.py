@@ -28,7 +28,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 
-def _loads_to(model: nn.Module) -> str:
+def weights_device_name(model: nn.Module) -> str:
     """Where loaded weights end up, for the log: the model's device. Checkpoints are always read to
     the CPU first, so OpenPCDet's `to_cpu` flag does not decide it."""
     p = next(_unwrap(model).parameters(), None)
@@ -139,7 +139,7 @@ def load_params_from_file(model: nn.Module, filename, logger=None, to_cpu: bool 
                           pre_trained_path=None):
     """Load model weights (OpenPCDet `load_params_from_file`): shape-matching keys only."""
     if logger is not None:
-        logger.info(f'==> Loading parameters from checkpoint {filename} to {_loads_to(model)}')
+        logger.info(f'==> Loading parameters from checkpoint {filename} to {weights_device_name(model)}')
     ckpt = read_checkpoint(filename)
     if logger is not None and 'version' in ckpt:
         logger.info(f'==> Checkpoint trained from version: {ckpt["version"]}')
@@ -155,7 +155,7 @@ def load_params_with_optimizer(model: nn.Module, filename, to_cpu: bool = False,
                                logger=None) -> Tuple[int, int]:
     """Load weights and optimizer state for resuming; returns (it, epoch) as OpenPCDet."""
     if logger is not None:
-        logger.info(f'==> Loading parameters from checkpoint {filename} to {_loads_to(model)}')
+        logger.info(f'==> Loading parameters from checkpoint {filename} to {weights_device_name(model)}')
     ckpt = read_checkpoint(filename)
     own = _unwrap(model).state_dict()
     bad = [k for k in own if k not in ckpt['model_state']]

@@ -277,10 +277,9 @@ class Detector3DTemplate(nn.Module):
         if not os.path.isfile(filename):
             raise FileNotFoundError(f'checkpoint {filename} does not exist')
         log = logger.info if logger is not None else (lambda *a: None)
+        from ...runtime.checkpoint import weights_device_name  # at call time: runtime imports the models
+        log('==> Loading parameters from checkpoint %s to %s' % (filename, weights_device_name(self)))
         loc = torch.device('cpu') if to_cpu or not torch.cuda.is_available() else None
-        # the weights end up on the model's device, whatever the checkpoint is read to
-        log('==> Loading parameters from checkpoint %s to %s'
-            % (filename, 'GPU' if next(self.parameters()).is_cuda else 'CPU'))
         checkpoint = torch.load(filename, map_location=loc, weights_only=False)
         model_state_disk = checkpoint['model_state'] if 'model_state' in checkpoint else checkpoint
         if pre_trained_path is not None:
