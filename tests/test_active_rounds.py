@@ -259,6 +259,8 @@ def _cli():
      'MIN_HIGH_THRESH must be a number in [0, 1]'),
     (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.MAX_CANDIDATES', '-1'],
      'MAX_CANDIDATES must be an integer >= 0'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.GENERATIONS', '0'],
+     'GENERATIONS must be an integer >= 1'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.MIN_TRAIN_ITER', '5'], "'ACTIVE_LEARNING.MIN_TRAIN_ITER' does not exist"),
 ])
 def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message):
@@ -372,3 +374,83 @@ def test_redo_cpsp_keeps_model_a_and_redoes_the_cpsp_stages(data, ref_sssal):
     assert not _round_dir(out, 1).exists(), 'the final round was built on the old CPSP model'
     # the same settings again: nothing to do
     run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, set_cfgs=no_refresh))
+
+
+def test_cpsp_generations_teach_from_the_previous_model(data, ref_sssal):
+    """GENERATIONS 2: generation 1 is the usual CPSP (model A's bank, the same banks as a
+    one-generation run from the same model A); generation 2 builds its bank with generation 1's
+    finished checkpoint, trains from model A into cpsp_g2/, and is the model evaluated and scored.
+    Forgetting stages after cpsp_train removes generation 2 only."""
+    from pcdet_ext.active import CPSPBanks
+    from pcdet_ext.active.round_stages import RoundStages
+    base, root, cfg = data
+    out = base / 'gen2'
+    src = _round_dir(ref_sssal, 0)
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, initial_from=str(src.parent),
+                              set_cfgs=['ACTIVE_LEARNING.CPSP.GENERATIONS', '2']))
+    rd = _round_dir(out, 0)
+    done = {p.stem: json.loads(p.read_text()) for p in (rd / 'done').glob('*.json')}
+    ckpt_a = done['train']['ckpt']
+    assert done['cpsp']['teacher'] == ckpt_a
+    gen1 = done['cpsp_train']['ckpt']
+    assert Path(gen1).parent == rd / 'cpsp' / 'ckpt'
+    assert done['cpsp_g2']['teacher'] == gen1
+    gen2 = done['cpsp_train_g2']['ckpt']
+    assert Path(gen2).parent == rd / 'cpsp_g2' / 'ckpt' and Path(gen2).is_file()
+    assert (rd / 'cpsp_g2' / 'summaries_teacher.pkl').is_file()
+    ref_banks = CPSPBanks.load(src / 'cpsp' / 'cpsp_banks.pkl').counts()
+    assert CPSPBanks.load(rd / 'cpsp' / 'cpsp_banks.pkl').counts() == ref_banks
+    assert CPSPBanks.load(rd / 'cpsp_g2' / 'cpsp_banks.pkl').labelled_frames  # labelled part kept
+    log = next((rd / 'cpsp_g2' / 'log').glob('train_*.log')).read_text()
+    assert f'pretrained_model {ckpt_a}' in log, 'generation 2 did not start from model A'
+    assert json.loads((rd / 'eval.json').read_text())['ckpt'] == gen2
+    assert json.loads((rd / 'selection.json').read_text())['strategy'] == 'CAL'
+
+    st = RoundStages(rd)
+    st.remove_stages_after('cpsp_train')
+    assert st.is_done('cpsp_train') and (rd / 'cpsp' / 'cpsp_banks.pkl').is_file()
+    assert not st.is_done('cpsp_g2') and not st.is_done('cpsp_train_g2') and not (rd / 'cpsp_g2').exists()
+    assert not st.is_done('eval') and not (rd / 'eval.json').exists()
+
+
+def test_settings_without_a_newer_cpsp_key_read_it_as_its_default(data, ref_sssal):
+    """A round finished before GENERATIONS existed (no such key in its settings.json) is the same
+    round as one with GENERATIONS 1: rerunning it skips, and GENERATIONS 2 is a changed setting."""
+    base, root, cfg = data
+    out = base / 'old_settings'
+    shutil.copytree(ref_sssal, out)
+    for k in (0, 1):
+        f = _round_dir(out, k) / 'settings.json'
+        s = json.loads(f.read_text())
+        del s['cpsp_options']['GENERATIONS']
+        f.write_text(json.dumps(s))
+    before = (_round_dir(out, 0) / 'eval.json').read_bytes()
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, final_round=True))
+    assert (_round_dir(out, 0) / 'eval.json').read_bytes() == before
+    with pytest.raises(ALInputError, match=r"different settings \['cpsp_options'\]"):
+        run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, final_round=True,
+                                  set_cfgs=['ACTIVE_LEARNING.CPSP.GENERATIONS', '2']))
+
+
+def test_redo_cpsp_keeps_the_generations_a_changed_count_does_not_touch(data, ref_sssal):
+    """--redo_cpsp when only GENERATIONS changed: 1 -> 2 keeps generation 1 (checkpoint and
+    banks byte for byte) and adds generation 2; 2 -> 1 removes generation 2 and evaluates
+    generation 1 again. Later rounds go either way."""
+    base, root, cfg = data
+    out = base / 'redo_gen'
+    shutil.copytree(ref_sssal, out)
+    r0 = _round_dir(out, 0)
+    gen1 = Path(json.loads((r0 / 'done' / 'cpsp_train.json').read_text())['ckpt'])
+    kept = {p: p.read_bytes() for p in (gen1, r0 / 'cpsp' / 'cpsp_banks.pkl', r0 / 'done' / 'cpsp_train.json')}
+    two = ['ACTIVE_LEARNING.CPSP.GENERATIONS', '2']
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, set_cfgs=two, redo_cpsp=True))
+    assert {p: p.read_bytes() for p in kept} == kept, 'generation 1 was redone'
+    assert len(list(r0.glob('cpsp/log/train_*.log'))) == 1
+    gen2 = json.loads((r0 / 'done' / 'cpsp_train_g2.json').read_text())['ckpt']
+    assert json.loads((r0 / 'done' / 'cpsp_g2.json').read_text())['teacher'] == str(gen1)
+    assert json.loads((r0 / 'eval.json').read_text())['ckpt'] == gen2
+    assert not _round_dir(out, 1).exists()
+    run_active_learning(_opts(cfg, out, strategy='cal', cpsp=True, redo_cpsp=True))
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (r0 / 'cpsp_g2').exists() and not list((r0 / 'done').glob('cpsp_*g2.json'))
+    assert json.loads((r0 / 'eval.json').read_text())['ckpt'] == str(gen1)

@@ -19,7 +19,10 @@ AL_DEFAULTS = {'INITIAL_BOXES': None, 'BUDGET_BOXES': None, 'STRATEGY': None, 'S
                'MIN_TRAIN_ITERS': 0}
 # REFRESH_INTERVAL 0: refreshing the bank with the model in CPSP training degraded it in every
 # benchmark run (docs/benchmarks_al.md); the refresh stays available, opt-in
-CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'LOW_THRESH': 0.1, 'MIN_HIGH_THRESH': 0.5,
+# GENERATIONS: CPSP trainings in sequence; generation g > 1 takes its pseudo bank from the finished
+# model of generation g - 1 (a stronger teacher than model A, and not the model in training, which is
+# what failed as a refresh teacher) and trains from model A again, on the same schedule.
+CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'GENERATIONS': 1, 'LOW_THRESH': 0.1, 'MIN_HIGH_THRESH': 0.5,
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
                  'GROUND_ALIGN': True}

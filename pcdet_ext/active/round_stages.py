@@ -34,13 +34,16 @@ def read_json(path) -> dict:
         raise ValueError(f'{path}: cannot read ({type(e).__name__}: {e})') from None
 
 
-# the stages of a round in the order they run, with the artifacts each writes in the round folder
+# the stages of a round in the order they run, with the artifacts each writes in the round folder;
+# names are glob patterns (CPSP generations 2, 3 ... are stages cpsp_g<n>, cpsp_train_g<n>)
 STAGE_ARTIFACTS = (
     ('pool', ('start',)),
     ('data', ('data',)),
     ('train', ('train',)),
     ('cpsp', ('cpsp', 'summaries_A.pkl')),
     ('cpsp_train', ()),  # under cpsp/
+    ('cpsp_g*', ('cpsp_g*',)),
+    ('cpsp_train_g*', ()),  # under cpsp_g<n>/
     ('score', ('summaries.pkl', 'summaries_labelled.pkl', 'summaries_labelled_A.pkl')),
     ('select', ('selection.json',)),
     ('annotate', ('annotation.json', 'labelled.txt', 'unlabelled.txt', 'pool.json')),
@@ -81,15 +84,17 @@ class RoundStages:
         if stage not in names:
             raise ValueError(f'unknown stage {stage!r}; stages: {names}')
         later = STAGE_ARTIFACTS[names.index(stage) + 1:]
-        for name, _ in later:
-            self.marker(name).unlink(missing_ok=True)
+        if self.done_dir.is_dir():
+            for name, _ in later:
+                for m in self.done_dir.glob(f'{name}.json'):
+                    m.unlink(missing_ok=True)
         for _, artifacts in later:
             for a in artifacts:
-                p = self.dir / a
-                if p.is_dir():
-                    shutil.rmtree(p)
-                else:
-                    p.unlink(missing_ok=True)
+                for p in self.dir.glob(a):
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink(missing_ok=True)
 
     def remove_stale_tmp(self) -> None:
         """Temp files left by a kill during an atomic write (never read, just clutter)."""

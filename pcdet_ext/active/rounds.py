@@ -9,6 +9,8 @@ One round K (artifacts in output/<cfg group>/<cfg name>/<extra_tag>/round_K/):
     cpsp      (--cpsp) cpsp/cpsp_banks.pkl from the labelled set and model A's view of the pool
     cpsp_train (--cpsp) cpsp/: training on pseudo-scenes from model A, banks refreshed every
               REFRESH_INTERVAL epochs                                          -> model B
+    cpsp_g<n>, cpsp_train_g<n>  (CPSP.GENERATIONS > 1) cpsp_g<n>/: the bank again, from the
+              finished model of generation n-1, and CPSP training from model A on it -> model B
     score     summaries*.pkl: the final model's per-frame summaries of the unlabelled and the
               labelled frames (CAL with --cpsp: model A's as well)
     select    selection.json: the strategy's ranking, per-frame scores, expected boxes
@@ -102,6 +104,9 @@ class ActiveLearningRun:
             if isinstance(mc, bool) or not isinstance(mc, int) or mc < 0:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.MAX_CANDIDATES must be an integer >= 0 (0: all), '
                                    f'got {mc!r}')
+            gen = self.cpsp_opts['GENERATIONS']
+            if isinstance(gen, bool) or not isinstance(gen, int) or gen < 1:
+                raise ALInputError(f'ACTIVE_LEARNING.CPSP.GENERATIONS must be an integer >= 1, got {gen!r}')
         if opts.pretrained_model is not None:
             try:
                 read_checkpoint(opts.pretrained_model)
@@ -293,6 +298,9 @@ class ActiveLearningRun:
         rd = self.round_dir(k)
         st = RoundStages(rd)
         existing = read_json(st.settings_file()) if st.settings_file().is_file() else None
+        if existing is not None and isinstance(existing.get('cpsp_options'), dict):
+            # CPSP keys added since the round was started read as their defaults (GENERATIONS: 1)
+            existing['cpsp_options'] = {**CPSP_DEFAULTS, **existing['cpsp_options']}
         if existing is not None:
             diff = sorted(key for key in set(existing) | set(settings) if existing.get(key) != settings.get(key))
             if self.opts.redo_cpsp and not self.opts.force and k == self.opts.first_round:
@@ -302,10 +310,15 @@ class ActiveLearningRun:
                 if not st.is_done('train'):
                     raise ALInputError(f'--redo_cpsp: round {k} ({rd}) has no finished labelled training to '
                                        f'keep; run it without --redo_cpsp')
-                self._log(f'round {k}: --redo_cpsp, keeping its labelled set and model A, removing its CPSP '
-                          f'and later stages and later rounds')
+                keep = self._kept_generations(existing, settings)
+                if keep:
+                    self._log(f'round {k}: --redo_cpsp, only CPSP.GENERATIONS changed: keeping its labelled set, '
+                              f'model A and CPSP generations 1..{keep}, removing the later stages and rounds')
+                else:
+                    self._log(f'round {k}: --redo_cpsp, keeping its labelled set and model A, removing its CPSP '
+                              f'and later stages and later rounds')
                 self._remove_from(k + 1)
-                st.remove_stages_after('train')
+                self._remove_cpsp_stages(st, keep)
             elif self.opts.force:
                 self._log(f'round {k}: --force, removing {rd} and later rounds')
                 self._remove_from(k)
@@ -326,6 +339,33 @@ class ActiveLearningRun:
         st.remove_stale_tmp()
         write_json(settings, st.settings_file())
         return None
+
+    @staticmethod
+    def _kept_generations(existing: dict, settings: dict) -> int:
+        """CPSP generations a --redo_cpsp may keep: generation n depends on the CPSP options but
+        not on how many generations follow it, so when only GENERATIONS changed, the first
+        min(old, new) stay; otherwise none (0)."""
+        old, new = existing.get('cpsp_options'), settings.get('cpsp_options')
+        if not isinstance(old, dict) or not isinstance(new, dict) or existing.get('cpsp_epochs') != settings.get('cpsp_epochs'):
+            return 0
+        rest = ({k: v for k, v in d.items() if k != 'GENERATIONS'} for d in (old, new))
+        if next(rest) != next(rest):
+            return 0
+        return min(int(old.get('GENERATIONS', 1)), int(new.get('GENERATIONS', 1)))
+
+    def _remove_cpsp_stages(self, st: RoundStages, keep: int) -> None:
+        """Forget the CPSP generations after `keep` (0: all of them) and every later stage."""
+        if keep == 0:
+            st.remove_stages_after('train')
+            return
+        gens = [int(m.stem[len('cpsp_g'):]) for m in st.done_dir.glob('cpsp_g*.json')]
+        gens += [int(d.name[len('cpsp_g'):]) for d in st.dir.glob('cpsp_g*') if d.is_dir()]
+        for g in sorted(set(gens)):
+            if g > keep:  # markers first: a kill in between leaves stages to redo, never half-kept ones
+                for stage in self.cpsp_names(g)[1:]:
+                    st.marker(stage).unlink(missing_ok=True)
+                shutil.rmtree(st.dir / self.cpsp_names(g)[0], ignore_errors=True)
+        st.remove_stages_after('cpsp_train_g*')
 
     def _redo_hint(self, diff) -> str:
         return ', --redo_cpsp (keeps its model A, redoes its CPSP and later stages)' \
@@ -359,8 +399,10 @@ class ActiveLearningRun:
         ckpt_a = self.stage_train(k, st, data)
         final_ckpt, ckpt_for_cal = ckpt_a, None
         if self.opts.cpsp:
-            banks_file = self.stage_cpsp_banks(st, oracle, pool, ckpt_a)
-            final_ckpt = self.stage_cpsp_train(k, st, data, pool, banks_file, ckpt_a)
+            for gen in range(1, int(self.cpsp_opts['GENERATIONS']) + 1):
+                # generation 1 is taught by model A, each later one by the finished model before it
+                banks_file = self.stage_cpsp_banks(st, oracle, pool, final_ckpt, gen)
+                final_ckpt = self.stage_cpsp_train(k, st, data, pool, banks_file, ckpt_a, gen)
             ckpt_for_cal = ckpt_a
         if select:
             self.stage_score(st, pool, final_ckpt, ckpt_for_cal)
@@ -492,24 +534,34 @@ class ActiveLearningRun:
                             device=self.device, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
                             seed=self.opts.seed, dist=dist)
 
-    def stage_cpsp_banks(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool, ckpt_a: str) -> Path:
-        d = st.dir / 'cpsp'
+    @staticmethod
+    def cpsp_names(gen: int) -> tuple:
+        """(folder, banks stage, training stage) of CPSP generation `gen` (1: cpsp, cpsp, cpsp_train)."""
+        return ('cpsp', 'cpsp', 'cpsp_train') if gen == 1 else (f'cpsp_g{gen}', f'cpsp_g{gen}', f'cpsp_train_g{gen}')
+
+    def stage_cpsp_banks(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool, teacher_ckpt: str,
+                         gen: int = 1) -> Path:
+        """The banks of CPSP generation `gen`, the pool scored by `teacher_ckpt` (generation 1:
+        model A, whose summaries CAL reuses as summaries_A.pkl)."""
+        sub, stage, _ = self.cpsp_names(gen)
+        d = st.dir / sub
         banks_file = d / 'cpsp_banks.pkl'
-        if st.is_done('cpsp'):
+        if st.is_done(stage):
             return banks_file
         d.mkdir(parents=True, exist_ok=True)
-        summ_file = st.dir / 'summaries_A.pkl'
-        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with the labelled-only model')
-        summaries_a = self.score(ckpt_a, pool.unlabelled)
+        summ_file = st.dir / 'summaries_A.pkl' if gen == 1 else d / 'summaries_teacher.pkl'
+        teacher = 'the labelled-only model' if gen == 1 else f'the CPSP model of generation {gen - 1}'
+        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with {teacher}')
+        summaries = self.score(teacher_ckpt, pool.unlabelled)
 
         def build():
-            save_summaries(summaries_a, summ_file)
-            banks = build_banks(self.root, oracle, pool.labelled, summaries_a, self.class_names,
+            save_summaries(summaries, summ_file)
+            banks = build_banks(self.root, oracle, pool.labelled, summaries, self.class_names,
                                 seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']),
                                 min_high_thresh=float(self.cpsp_opts['MIN_HIGH_THRESH']),
                                 max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']))
             banks.save(banks_file)
-            st.mark('cpsp', {'banks': str(banks_file), 'counts': banks.counts()})
+            st.mark(stage, {'banks': str(banks_file), 'counts': banks.counts(), 'teacher': str(teacher_ckpt)})
         self._on_main(build, lambda: None)
         return banks_file
 
@@ -519,20 +571,23 @@ class ActiveLearningRun:
         return o
 
     def stage_cpsp_train(self, k: int, st: RoundStages, data: dict, pool: ActivePool, banks_file: Path,
-                         ckpt_a: str) -> str:
-        if st.is_done('cpsp_train'):
-            return self._final_ckpt(st, 'cpsp_train')
+                         ckpt_a: str, gen: int = 1) -> str:
+        sub, _, stage = self.cpsp_names(gen)
+        if st.is_done(stage):
+            return self._final_ckpt(st, stage)
         banks = CPSPBanks.load(banks_file)
         unlabelled = list(pool.unlabelled)
         options = self._cpsp_options()
         loader_fn, net_fn, _ = make_cpsp_builders(
             lambda dataset_cfg: cpsp_dataset_cfg(dataset_cfg, options, banks_file, data['infos'], data['dbinfos']),
-            banks, st.dir / 'cpsp', int(self.cpsp_opts['REFRESH_INTERVAL']),
+            banks, st.dir / sub, int(self.cpsp_opts['REFRESH_INTERVAL']),
             lambda model, dist: self.score(model, unlabelled, dist=dist), sampler_seed=self.opts.seed)
         epochs = self.cpsp_epochs()
-        self._log(f'round {k}: CPSP training on pseudo-scenes from model A' + (f' ({epochs} epochs)' if epochs else ''))
-        ckpt = self._run_training(self._train_argv(k, 'cpsp', epochs, ckpt_a), loader_fn, net_fn)
-        self._mark_main(st, 'cpsp_train', {'ckpt': ckpt})
+        teacher = 'model A' if gen == 1 else f'the CPSP model of generation {gen - 1}'
+        self._log(f'round {k}: CPSP training (generation {gen}, from model A) on pseudo-scenes from {teacher}'
+                  + (f' ({epochs} epochs)' if epochs else ''))
+        ckpt = self._run_training(self._train_argv(k, sub, epochs, ckpt_a), loader_fn, net_fn)
+        self._mark_main(st, stage, {'ckpt': ckpt})
         return ckpt
 
     def stage_score(self, st: RoundStages, pool: ActivePool, ckpt: str, ckpt_a: Optional[str]) -> None:
@@ -589,7 +644,7 @@ class ActiveLearningRun:
             return read_json(path)
         from ..runtime import test_tool
         o = self.opts
-        sub = 'cpsp' if o.cpsp else 'train'
+        sub = self.cpsp_names(int(self.cpsp_opts['GENERATIONS']))[0] if o.cpsp else 'train'
         argv = ['--cfg_file', o.cfg_file, '--extra_tag', f'{o.extra_tag}/round_{k}/{sub}', '--ckpt', ckpt,
                 '--workers', str(o.workers), '--device', o.device]
         if o.output_root:
