@@ -1,0 +1,58 @@
+"""tools/bench_cpsp_bank.py: precision and recall of a hand-made pseudo bank on a synthetic frame."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcdet_ext.active.cpsp import BankObject, CPSPBanks
+from pcdet_ext.active.pool import LabelOracle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location('bench_cpsp_bank', REPO / 'tools' / 'bench_cpsp_bank.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    from pcdet_ext.datasets.synthetic import generate_dataset
+    r = tmp_path_factory.mktemp('bank_quality') / 'data'
+    generate_dataset(r, num_frames=3, seed=5, workers=1, progress=False, write_images=False)
+    return r
+
+
+def _obj(box, name, fid):
+    return BankObject(points=np.zeros((0, 4), np.float32), box=np.asarray(box, np.float64), name=name,
+                      score=0.9, frame_id=fid, kind='pseudo')
+
+
+def test_bank_quality_counts_right_wrong_and_duplicate_objects(root, tmp_path, capsys):
+    fid = '000000'
+    gt = LabelOracle(root, ['Car'], labelled=[fid]).read(fid)
+    cars = gt['gt_boxes_lidar'][gt['gt_names_lidar'] == 'Car']
+    assert len(cars) >= 2, 'the synthetic frame needs two cars for this test'
+    far = cars[0].copy()
+    far[:2] += 30.0                                     # nothing there
+    shifted = cars[0].copy()
+    shifted[0] += 0.5 * shifted[3]                      # BEV IoU 1/3 < 0.5
+    objs = [_obj(cars[0], 'Car', fid), _obj(cars[0], 'Car', fid),   # right, twice: one labelled box
+            _obj(cars[1], 'Car', fid), _obj(far, 'Car', fid), _obj(shifted, 'Car', fid),
+            _obj(cars[1], 'Pedestrian', fid)]                       # right place, wrong class
+    banks = CPSPBanks(class_names=['Car', 'Pedestrian'], objects=objs, candidates={fid: {}})
+    tool = _tool()
+    q = tool.bank_quality(banks, root, ['Car', 'Pedestrian'])
+    assert q['Car']['objects'] == 5 and q['Car']['precision'] == pytest.approx(3 / 5)
+    assert q['Car']['labelled'] == len(cars) and q['Car']['recall'] == pytest.approx(2 / len(cars))
+    assert q['Pedestrian']['objects'] == 1 and q['Pedestrian']['precision'] == 0.0
+
+    f = tmp_path / 'banks.pkl'
+    banks.save(f)
+    assert tool.main([str(f), '--data_path', str(root), '--classes', 'Car']) == 0
+    assert f'| {f} | 5 / 0.60 / ' in capsys.readouterr().out
+    assert tool.main([str(tmp_path / 'missing.pkl'), '--data_path', str(root)]) == 2
+    assert 'missing.pkl' in capsys.readouterr().err

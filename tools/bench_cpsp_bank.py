@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Quality of CPSP pseudo banks against the labels the method never reads (analysis only).
+
+    python tools/bench_cpsp_bank.py --data_path output/bench_nr_data \\
+        output/.../round_1/cpsp/cpsp_banks.pkl output/.../round_1/cpsp_g2/cpsp_banks.pkl
+
+For each bank and class: pseudo objects in the bank / their precision / recall of the class's
+objects in the bank's unlabelled frames. A pseudo object is right when a labelled box of its class
+in its frame overlaps it with BEV IoU >= 0.5 (Car) or 0.25 (other classes); each labelled box
+counts once for recall. This opens the label files of the unlabelled frames on purpose: it checks
+the method from outside and is never part of a round (docs/benchmarks_al.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, Sequence
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pcdet_ext.active.cpsp import CPSPBanks  # noqa: E402
+from pcdet_ext.active.pool import LabelOracle  # noqa: E402
+from pcdet_ext.ops.iou3d_nms import boxes_iou_bev  # noqa: E402
+
+DEFAULT_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
+
+
+def match_iou(name: str) -> float:
+    return 0.5 if name == 'Car' else 0.25
+
+
+def bank_quality(banks: CPSPBanks, root, class_names: Sequence[str]) -> Dict[str, dict]:
+    """{class: {'objects', 'precision', 'recall', 'labelled'}} of the bank's pseudo objects
+    over its unlabelled frames (those it holds candidates for)."""
+    frames = sorted(set(banks.candidates) | {o.frame_id for o in banks.objects if o.kind == 'pseudo'})
+    truth = LabelOracle(root, class_names, labelled=frames)  # the analysis reads them; rounds never do
+    gt = {f: truth.read(f) for f in frames}
+    out = {}
+    for c in class_names:
+        n = right = 0
+        found = set()
+        for o in banks.objects:
+            if o.kind != 'pseudo' or o.name != c:
+                continue
+            n += 1
+            g = gt[o.frame_id]
+            idx = np.flatnonzero(g['gt_names_lidar'] == c)
+            if not len(idx):
+                continue
+            iou = boxes_iou_bev(torch.as_tensor(np.asarray(o.box, np.float32)[None]),
+                                torch.as_tensor(g['gt_boxes_lidar'][idx].astype(np.float32)))[0].numpy()
+            j = int(iou.argmax())
+            if iou[j] >= match_iou(c):
+                right += 1
+                found.add((o.frame_id, int(idx[j])))
+        total = sum(int((gt[f]['gt_names_lidar'] == c).sum()) for f in frames)
+        out[c] = {'objects': n, 'precision': right / n if n else float('nan'),
+                  'recall': len(found) / total if total else float('nan'), 'labelled': total}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('banks', nargs='+', help='cpsp_banks.pkl files')
+    p.add_argument('--data_path', required=True, help='dataset root (training/label_2, training/calib)')
+    p.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES))
+    args = p.parse_args(argv)
+    print('| bank | ' + ' | '.join(f'{c}: objects / precision / recall' for c in args.classes) + ' |')
+    print('|---|' + '---|' * len(args.classes))
+    for f in args.banks:
+        try:
+            q = bank_quality(CPSPBanks.load(f), args.data_path, args.classes)
+        except (OSError, ValueError) as e:
+            print(f'bench_cpsp_bank.py: error: {e}', file=sys.stderr)
+            return 2
+        print(f'| {f} | ' + ' | '.join(f'{q[c]["objects"]} / {q[c]["precision"]:.2f} / {q[c]["recall"]:.2f}'
+                                      for c in args.classes) + ' |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
