@@ -1,7 +1,6 @@
 """tools/al_round.py end to end on a tiny synthetic pool (12 training frames, 4 val frames, a small
 PointPillars, 1 epoch): artifacts and budget accounting, entropy ranking, kill-and-resume,
 --force, leak test at the round level (with CPSP + CAL), bad input."""
-import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +15,8 @@ import pytest
 
 from pcdet_ext.active.rounds import ALInputError, RoundOptions, run_active_learning
 from pcdet_ext.datasets.kitti.kitti_label_io import read_label_file
+
+from _tools_helpers import load_tool
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -241,10 +242,7 @@ def test_frame_summary_accepts_a_frame_without_boxes():
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('al_round_cli', REPO / 'tools' / 'al_round.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('al_round')
 
 
 @pytest.mark.parametrize('extra, message', [

@@ -1,20 +1,15 @@
 """tools/bench_al.py at smoke size: every run goes through the round driver, the upper bound is
 trained, and the JSON / PNG / markdown report come out with one curve point per round."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from _tools_helpers import load_tool
 
 
 def _load_bench():
-    """tools/bench_al.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location('bench_al', REPO / 'tools' / 'bench_al.py')
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return load_tool('bench_al')
 
 
 def test_bench_al_smoke(tmp_path):

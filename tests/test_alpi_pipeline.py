@@ -11,10 +11,9 @@ from pcdet_ext.alpi.pipeline import ALPIPipeline
 from pcdet_ext.config import ConfigDict
 
 from _synthetic_helpers import synthetic_root
+from _tools_helpers import load_tool
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_cfg(root, steps=1, refine=True, **data):
@@ -140,14 +139,11 @@ def test_detections_file_with_bad_lines(synth_root, tmp_path):
 
 
 def test_command_line_tool(synth_root, tmp_path):
-    import importlib.util
     import yaml
     from pcdet_ext.config import to_plain
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text(yaml.safe_dump(to_plain(tiny_cfg('unused', steps=0, refine=False))))
-    spec = importlib.util.spec_from_file_location('alpi_label', REPO / 'tools' / 'alpi_label.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('alpi_label')
     with pytest.raises(SystemExit, match='not a directory'):
         tool.main(['--data_path', str(tmp_path / 'missing'), '--out', str(tmp_path / 'x')])
     tool.main(['--data_path', str(synth_root), '--split', 'train', '--ratio', '20', '--steps', '0',

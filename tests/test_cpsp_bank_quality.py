@@ -1,21 +1,15 @@
 """tools/bench_cpsp_bank.py: precision and recall of a hand-made pseudo bank on a synthetic frame."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from pcdet_ext.active.cpsp import BankObject, CPSPBanks
 from pcdet_ext.active.pool import LabelOracle
 
-REPO = Path(__file__).resolve().parents[1]
+from _tools_helpers import load_tool
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location('bench_cpsp_bank', REPO / 'tools' / 'bench_cpsp_bank.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('bench_cpsp_bank')
 
 
 @pytest.fixture(scope='module')
