@@ -348,8 +348,7 @@ class ActiveLearningRun:
         old, new = existing.get('cpsp_options'), settings.get('cpsp_options')
         if not isinstance(old, dict) or not isinstance(new, dict) or existing.get('cpsp_epochs') != settings.get('cpsp_epochs'):
             return 0
-        rest = ({k: v for k, v in d.items() if k != 'GENERATIONS'} for d in (old, new))
-        if next(rest) != next(rest):
+        if {**old, 'GENERATIONS': None} != {**new, 'GENERATIONS': None}:
             return 0
         return min(int(old.get('GENERATIONS', 1)), int(new.get('GENERATIONS', 1)))
 
@@ -539,6 +538,11 @@ class ActiveLearningRun:
         """(folder, banks stage, training stage) of CPSP generation `gen` (1: cpsp, cpsp, cpsp_train)."""
         return ('cpsp', 'cpsp', 'cpsp_train') if gen == 1 else (f'cpsp_g{gen}', f'cpsp_g{gen}', f'cpsp_train_g{gen}')
 
+    @staticmethod
+    def cpsp_teacher(gen: int) -> str:
+        """The model whose pool scores make generation `gen`'s bank, for the logs."""
+        return 'model A' if gen == 1 else f'the CPSP model of generation {gen - 1}'
+
     def stage_cpsp_banks(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool, teacher_ckpt: str,
                          gen: int = 1) -> Path:
         """The banks of CPSP generation `gen`, the pool scored by `teacher_ckpt` (generation 1:
@@ -550,8 +554,7 @@ class ActiveLearningRun:
             return banks_file
         d.mkdir(parents=True, exist_ok=True)
         summ_file = st.dir / 'summaries_A.pkl' if gen == 1 else d / 'summaries_teacher.pkl'
-        teacher = 'the labelled-only model' if gen == 1 else f'the CPSP model of generation {gen - 1}'
-        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with {teacher}')
+        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with {self.cpsp_teacher(gen)}')
         summaries = self.score(teacher_ckpt, pool.unlabelled)
 
         def build():
@@ -583,8 +586,8 @@ class ActiveLearningRun:
             banks, st.dir / sub, int(self.cpsp_opts['REFRESH_INTERVAL']),
             lambda model, dist: self.score(model, unlabelled, dist=dist), sampler_seed=self.opts.seed)
         epochs = self.cpsp_epochs()
-        teacher = 'model A' if gen == 1 else f'the CPSP model of generation {gen - 1}'
-        self._log(f'round {k}: CPSP training (generation {gen}, from model A) on pseudo-scenes from {teacher}'
+        self._log(f'round {k}: CPSP training (generation {gen}, from model A) on pseudo-scenes from '
+                  f'{self.cpsp_teacher(gen)}'
                   + (f' ({epochs} epochs)' if epochs else ''))
         ckpt = self._run_training(self._train_argv(k, sub, epochs, ckpt_a), loader_fn, net_fn)
         self._mark_main(st, stage, {'ckpt': ckpt})
