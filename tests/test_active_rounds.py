@@ -203,6 +203,11 @@ def test_sssal_recipe_and_leak(data, ref_sssal):
     r0, r1 = _round_dir(ref_sssal, 0), _round_dir(ref_sssal, 1)
     sel = json.loads((r0 / 'selection.json').read_text())
     assert sel['strategy'] == 'CAL' and sel['info']['passes']
+    # CAL's class quotas fill the gaps of the round's labelled set, from its known labels
+    start = json.loads((r0 / 'start' / 'pool.json').read_text())['labelled_boxes_per_class']
+    assert sel['info']['quota_base'] == 'labelled' and sum(sel['info']['quotas']) == pytest.approx(BUDGET)
+    gap = np.maximum((sum(start.values()) + BUDGET) / 3 - np.array([start[c] for c in CLASSES]), 0)
+    np.testing.assert_allclose(sel['info']['quotas'], gap * BUDGET / gap.sum())
     assert (r0 / 'cpsp' / 'cpsp_banks.pkl').is_file() and (r0 / 'cpsp' / 'banks_epoch_1.pkl').is_file()
     assert json.loads((r1 / 'settings.json').read_text())['select'] is False
     assert not (r1 / 'selection.json').exists() and (r1 / 'eval.json').is_file()
@@ -452,3 +457,54 @@ def test_redo_cpsp_keeps_the_generations_a_changed_count_does_not_touch(data, re
     assert {p: p.read_bytes() for p in kept} == kept
     assert not (r0 / 'cpsp_g2').exists() and not list((r0 / 'done').glob('cpsp_*g2.json'))
     assert json.loads((r0 / 'eval.json').read_text())['ckpt'] == str(gen1)
+
+
+def test_per_generation_floor_redoes_only_the_generations_it_changes(data, ref_sssal):
+    """MIN_HIGH_THRESH as one floor per generation: generation g's bank uses the g-th (the last
+    goes on). --redo_cpsp after a change of generation 2's floor keeps generation 1 byte for byte;
+    a change of generation 1's floor redoes both. The same list again resumes as finished."""
+    from pcdet_ext.active import CPSPBanks
+    base, root, cfg = data
+    out = base / 'redo_floor'
+    shutil.copytree(ref_sssal, out)
+    r0 = _round_dir(out, 0)
+    gen1 = Path(json.loads((r0 / 'done' / 'cpsp_train.json').read_text())['ckpt'])
+
+    def floors(values):  # the same output folder (al_tiny/tiny), another file
+        f = base / f'floor_cfgs_{len(list(base.glob("floor_cfgs_*")))}' / 'cfgs' / 'al_tiny' / 'tiny.yaml'
+        f.parent.mkdir(parents=True)
+        f.write_text(TINY_CFG.format(repo=REPO, root=root)
+                     + f'    CPSP:\n        GENERATIONS: 2\n        MIN_HIGH_THRESH: {values}\n')
+        return str(f)
+
+    def run(c):
+        run_active_learning(_opts(c, out, strategy='cal', cpsp=True, redo_cpsp=True))
+
+    run(floors('[0.5]'))  # one entry: every generation 0.5, the reference's floor; adds generation 2
+    kept = {p: p.read_bytes() for p in (gen1, r0 / 'cpsp' / 'cpsp_banks.pkl', r0 / 'done' / 'cpsp_train.json')}
+    assert CPSPBanks.load(r0 / 'cpsp_g2' / 'cpsp_banks.pkl').min_high_thresh == 0.5
+    run(floors('[0.5, 0.2]'))
+    assert {p: p.read_bytes() for p in kept} == kept, 'generation 1 was redone'
+    assert CPSPBanks.load(r0 / 'cpsp_g2' / 'cpsp_banks.pkl').min_high_thresh == 0.2
+    assert json.loads((r0 / 'done' / 'cpsp_g2.json').read_text())['teacher'] == str(gen1)
+    stamp = (r0 / 'eval.json').read_bytes()
+    same = floors('[0.5, 0.2]')
+    run_active_learning(_opts(same, out, strategy='cal', cpsp=True))  # finished with these settings
+    assert (r0 / 'eval.json').read_bytes() == stamp
+    run(floors('[0.3, 0.2]'))
+    assert CPSPBanks.load(r0 / 'cpsp' / 'cpsp_banks.pkl').min_high_thresh == 0.3
+    fresh = Path(json.loads((r0 / 'done' / 'cpsp_train.json').read_text())['ckpt'])
+    assert fresh.parent == r0 / 'cpsp' / 'ckpt' and fresh.is_file(), 'generation 1 was not trained again'
+    assert (r0 / 'cpsp' / 'cpsp_banks.pkl').read_bytes() != kept[r0 / 'cpsp' / 'cpsp_banks.pkl']
+    assert json.loads((r0 / 'done' / 'cpsp_g2.json').read_text())['teacher'] == str(fresh)
+
+
+def test_generation_floor_reads_a_number_or_one_per_generation():
+    from pcdet_ext.active.round_options import check_floor, generation_floor
+    assert [generation_floor(0.5, g) for g in (1, 2, 3)] == [0.5, 0.5, 0.5]
+    assert [generation_floor([0.5, 0.4], g) for g in (1, 2, 3)] == [0.5, 0.4, 0.4]
+    check_floor([0.5, 0.4])
+    check_floor(1)
+    for bad in ([], [0.5, 1.5], 'high', True, [0.5, None]):
+        with pytest.raises(ALInputError, match='MIN_HIGH_THRESH must be a number in'):
+            check_floor(bad)

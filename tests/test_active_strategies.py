@@ -136,6 +136,65 @@ def test_cal_respects_class_quotas():
     assert sel2.frame_ids == sel.frame_ids
 
 
+def _car_world(n=8):
+    """Every frame has cars. 'cars{i}': 4 cars (0.5); 'mixed{i}': 2 cars + 2 pedestrians (0.6, less
+    uncertain, so entropy ranks every car-only frame first)."""
+    pool = {}
+    for i in range(n):
+        pool[f'cars{i}'] = hand_summary(f'cars{i}', [0.5] * 4, labels=[1] * 4, feat=np.eye(4)[i % 4], num_class=2)
+        pool[f'mixed{i}'] = hand_summary(f'mixed{i}', [0.6] * 4, labels=[1, 1, 2, 2], feat=np.eye(4)[i % 4],
+                                         num_class=2)
+    return pool
+
+
+def test_cal_balance_fills_what_the_labelled_set_lacks():
+    """Quotas from the labelled counts: a labelled set of 30 cars and no pedestrian, budget 12,
+    targets 21 per class, so every quota goes to pedestrians and CAL takes mixed frames (although
+    less uncertain); quotas from the budget alone (6 + 6) take car-only frames first."""
+    pool = _car_world()
+    names = ['Car', 'Pedestrian']
+    by_labels = CAL(class_names=names, diversity_thresh=0.0).select(pool, None, 12, 0, {'Car': 30, 'Pedestrian': 0})
+    np.testing.assert_allclose(by_labels.info['quotas'], [0.0, 12.0])
+    assert by_labels.info['quota_base'] == 'labelled'
+    assert by_labels.frame_ids and all(f.startswith('mixed') for f in by_labels.frame_ids)
+    by_budget = CAL(class_names=names, diversity_thresh=0.0).select(pool, None, 12, 0)
+    np.testing.assert_allclose(by_budget.info['quotas'], [6.0, 6.0])
+    assert by_budget.info['quota_base'] == 'budget' and by_budget.frame_ids[0].startswith('cars')
+    # balance 'budget' ignores the counts; a balanced labelled set gives the budget's own quotas
+    same = CAL(class_names=names, diversity_thresh=0.0, balance='budget').select(pool, None, 12, 0,
+                                                                                  {'Car': 30, 'Pedestrian': 0})
+    assert same.frame_ids == by_budget.frame_ids
+    even = CAL(class_names=names, diversity_thresh=0.0).select(pool, None, 12, 0, {'Car': 5, 'Pedestrian': 5})
+    np.testing.assert_allclose(even.info['quotas'], [6.0, 6.0])
+    # the quotas add up to the budget whatever the gaps
+    skew = CAL(class_names=['Car', 'Pedestrian', 'Cyclist'], diversity_thresh=0.0)._quotas(
+        3, 10, {'Car': 40, 'Pedestrian': 1, 'Cyclist': 0})
+    assert skew.sum() == pytest.approx(10) and skew[0] == 0 and skew[2] > skew[1] > 0
+
+
+def test_cal_balance_takes_mixed_frames_once_the_car_quota_is_met():
+    """Quotas 6 + 6 (budget 12). After three car-only frames meet the car quota, the more
+    uncertain car-only frames are refused and frames half of whose expected boxes fit the open
+    pedestrian quota are accepted, in the same first pass (a rule refusing any frame that holds a
+    class at its quota would refuse every frame here: all of them have cars)."""
+    pool = _car_world()
+    sel = CAL(class_names=['Car', 'Pedestrian'], uncertainty_quantile=0.0, diversity_thresh=0.0).select(pool, None, 12, 0)
+    assert sel.frame_ids == ['cars0', 'cars1', 'cars2', 'mixed0', 'mixed1', 'mixed2']
+    assert len(sel.info['passes']) == 1 and sel.info['passes'][0]['balance_thresh'] == 0.5
+    np.testing.assert_allclose(sel.info['expected_per_class'], [6 + 3 * 1.2, 3 * 1.2])
+    # with the balance off, uncertainty alone: every car-only frame first
+    off = CAL(class_names=['Car', 'Pedestrian'], uncertainty_quantile=0.0, diversity_thresh=0.0,
+              balance_thresh=0.0).select(pool, None, 12, 0)
+    assert all(f.startswith('cars') for f in off.frame_ids)
+
+
+def test_cal_refuses_a_schedule_that_never_relaxes():
+    pool = _car_world(2)
+    for bad in ({'diversity_relax': 1.0}, {'balance_relax': 1.5}, {'uncertainty_step': 0.0}, {'balance': 'labels'}):
+        with pytest.raises(ValueError, match='CAL: '):
+            CAL(class_names=['Car', 'Pedestrian'], **bad).select(pool, None, 4, 0)
+
+
 def test_cal_merges_two_models_and_reads_disagreement_as_uncertainty():
     a = {'agree': hand_summary('agree', [0.95, 0.95]), 'disagree': hand_summary('disagree', [0.95, 0.95])}
     b = {'agree': hand_summary('agree', [0.95, 0.95]), 'disagree': hand_summary('disagree', [0.95], x0=30.0)}

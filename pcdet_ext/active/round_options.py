@@ -26,7 +26,25 @@ CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'GENERATIONS': 1, 'LOW_T
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
                  'GROUND_ALIGN': True}
+# MIN_HIGH_THRESH: a number, or a list with one floor per generation (the last one goes on): a later
+# generation's teacher is stronger, so its 0.4-0.5 boxes are mostly right (docs/benchmarks_al.md)
 RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
+
+
+def generation_floor(min_high_thresh, gen: int) -> float:
+    """CPSP generation `gen`'s pseudo-object floor from MIN_HIGH_THRESH (a number, or one per
+    generation with the last repeated)."""
+    if isinstance(min_high_thresh, (list, tuple)):
+        return float(min_high_thresh[min(gen, len(min_high_thresh)) - 1])
+    return float(min_high_thresh)
+
+
+def check_floor(min_high_thresh) -> None:
+    """MIN_HIGH_THRESH must be a number in [0, 1] or a non-empty list of them."""
+    items = min_high_thresh if isinstance(min_high_thresh, (list, tuple)) else [min_high_thresh]
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in items):
+        raise ALInputError(f'ACTIVE_LEARNING.CPSP.MIN_HIGH_THRESH must be a number in [0, 1] or a non-empty '
+                           f'list of them (one per generation), got {min_high_thresh!r}')
 
 
 def config_hash(cfg) -> str:

@@ -47,8 +47,8 @@ from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget
 from .round_data import INFOS_NAME, DBINFOS_NAME, labelled_training_cfg, write_labelled_data
-from .round_options import (AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, config_hash,
-                            read_section)
+from .round_options import (AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, check_floor,
+                            config_hash, generation_floor, read_section)
 from .round_stages import RoundStages, read_json, write_json
 from .strategies import Selection, build_strategy
 from .strategies.cal import merge_model_summaries
@@ -98,9 +98,8 @@ class ActiveLearningRun:
             if isinstance(ri, bool) or not isinstance(ri, int) or ri < 0:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.REFRESH_INTERVAL must be an integer >= 0 (0: never), '
                                    f'got {ri!r}')
-            mh, mc = self.cpsp_opts['MIN_HIGH_THRESH'], self.cpsp_opts['MAX_CANDIDATES']
-            if isinstance(mh, bool) or not isinstance(mh, (int, float)) or not 0 <= mh <= 1:
-                raise ALInputError(f'ACTIVE_LEARNING.CPSP.MIN_HIGH_THRESH must be a number in [0, 1], got {mh!r}')
+            check_floor(self.cpsp_opts['MIN_HIGH_THRESH'])
+            mc = self.cpsp_opts['MAX_CANDIDATES']
             if isinstance(mc, bool) or not isinstance(mc, int) or mc < 0:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.MAX_CANDIDATES must be an integer >= 0 (0: all), '
                                    f'got {mc!r}')
@@ -312,8 +311,9 @@ class ActiveLearningRun:
                                        f'keep; run it without --redo_cpsp')
                 keep = self._kept_generations(existing, settings)
                 if keep:
-                    self._log(f'round {k}: --redo_cpsp, only CPSP.GENERATIONS changed: keeping its labelled set, '
-                              f'model A and CPSP generations 1..{keep}, removing the later stages and rounds')
+                    kept = 'generation 1' if keep == 1 else f'generations 1..{keep}'
+                    self._log(f'round {k}: --redo_cpsp, the CPSP change leaves {kept} as before: keeping its '
+                              f'labelled set, model A and {kept}, removing the later stages and rounds')
                 else:
                     self._log(f'round {k}: --redo_cpsp, keeping its labelled set and model A, removing its CPSP '
                               f'and later stages and later rounds')
@@ -342,15 +342,22 @@ class ActiveLearningRun:
 
     @staticmethod
     def _kept_generations(existing: dict, settings: dict) -> int:
-        """CPSP generations a --redo_cpsp may keep: generation n depends on the CPSP options but
-        not on how many generations follow it, so when only GENERATIONS changed, the first
-        min(old, new) stay; otherwise none (0)."""
+        """CPSP generations a --redo_cpsp may keep: generation n depends on the CPSP options, of
+        MIN_HIGH_THRESH only on the floors of generations 1..n, and not on how many generations
+        follow it. When nothing else changed, the generations up to the first whose floor changed
+        (at most min(old, new) GENERATIONS) stay; otherwise none (0)."""
         old, new = existing.get('cpsp_options'), settings.get('cpsp_options')
         if not isinstance(old, dict) or not isinstance(new, dict) or existing.get('cpsp_epochs') != settings.get('cpsp_epochs'):
             return 0
-        if {**old, 'GENERATIONS': None} != {**new, 'GENERATIONS': None}:
+        per_gen = {'GENERATIONS': None, 'MIN_HIGH_THRESH': None}
+        if {**old, **per_gen} != {**new, **per_gen}:
             return 0
-        return min(int(old.get('GENERATIONS', 1)), int(new.get('GENERATIONS', 1)))
+        keep = 0
+        for gen in range(1, min(int(old.get('GENERATIONS', 1)), int(new.get('GENERATIONS', 1))) + 1):
+            if generation_floor(old['MIN_HIGH_THRESH'], gen) != generation_floor(new['MIN_HIGH_THRESH'], gen):
+                break
+            keep = gen
+        return keep
 
     def _remove_cpsp_stages(self, st: RoundStages, keep: int) -> None:
         """Forget the CPSP generations after `keep` (0: all of them) and every later stage."""
@@ -405,7 +412,7 @@ class ActiveLearningRun:
             ckpt_for_cal = ckpt_a
         if select:
             self.stage_score(st, pool, final_ckpt, ckpt_for_cal)
-            sel = self._on_main(lambda: self.stage_select(k, st))
+            sel = self._on_main(lambda: self.stage_select(k, st, pool))
             next_pool = self._on_main(lambda: self.stage_annotate(k, st, oracle, pool, sel))
         else:
             next_pool = pool
@@ -561,7 +568,7 @@ class ActiveLearningRun:
             save_summaries(summaries, summ_file)
             banks = build_banks(self.root, oracle, pool.labelled, summaries, self.class_names,
                                 seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']),
-                                min_high_thresh=float(self.cpsp_opts['MIN_HIGH_THRESH']),
+                                min_high_thresh=generation_floor(self.cpsp_opts['MIN_HIGH_THRESH'], gen),
                                 max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']))
             banks.save(banks_file)
             st.mark(stage, {'banks': str(banks_file), 'counts': banks.counts(), 'teacher': str(teacher_ckpt)})
@@ -610,7 +617,7 @@ class ActiveLearningRun:
             save(self.score(ckpt_a, pool.labelled), 'summaries_labelled_A.pkl')
         self._mark_main(st, 'score')
 
-    def stage_select(self, k: int, st: RoundStages) -> Selection:
+    def stage_select(self, k: int, st: RoundStages, pool: ActivePool) -> Selection:
         path = st.dir / 'selection.json'
         if st.is_done('select'):
             return _selection_from_json(read_json(path))
@@ -621,7 +628,8 @@ class ActiveLearningRun:
             labelled = merge_model_summaries(load_summaries(st.dir / 'summaries_labelled_A.pkl'), labelled,
                                                   self.strategy.merge_iou)
         rng = np.random.default_rng([self.opts.seed, k])
-        sel = self.strategy.select(summaries, labelled or None, self.budget_boxes, rng)
+        # the labelled frames' true boxes per class (their labels are read): CAL balances against them
+        sel = self.strategy.select(summaries, labelled or None, self.budget_boxes, rng, dict(pool.boxes_per_class))
         sel.write(path)
         st.mark('select', {'frames': len(sel.frame_ids), 'expected_boxes': sel.total_expected_boxes})
         return sel

@@ -27,7 +27,7 @@ def gradient_embedding(cls_probs: np.ndarray, box_features: np.ndarray) -> np.nd
 class BADGE(QueryStrategy):
     DEFAULTS = {'reserve_factor': 2.0}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         ids = sorted(summaries)
         emb = []
         for f in ids:

@@ -1,9 +1,10 @@
 """The query-strategy interface, the Selection it returns, and the registry lookup.
 
-Every strategy: `select(summaries, labelled_summaries, budget_boxes, rng) -> Selection`.
-`summaries` are the unlabelled pool's FrameSummary objects (never any label), `labelled_summaries`
-the same model's summaries of the labelled frames (coreset / CAL use them as already-covered
-points). A strategy ranks frames; the Selection keeps the ranked prefix whose *expected* box count
+Every strategy: `select(summaries, labelled_summaries, budget_boxes, rng, labelled_class_counts)
+-> Selection`. `summaries` are the unlabelled pool's FrameSummary objects (never any label),
+`labelled_summaries` the same model's summaries of the labelled frames (coreset / CAL use them as
+already-covered points), `labelled_class_counts` the labelled frames' true boxes per class (their
+labels are known; CAL's class balance fills what the labelled set lacks). A strategy ranks frames; the Selection keeps the ranked prefix whose *expected* box count
 (sum of predicted scores) first reaches the budget, and the rest of the ranking as a reserve that
 the annotation step walks on when the true boxes fall short.
 """
@@ -98,12 +99,13 @@ class QueryStrategy:
     def name(self) -> str:
         return type(self).__name__
 
-    def select(self, summaries, labelled_summaries=None, budget_boxes: int = 0, rng=None) -> Selection:
+    def select(self, summaries, labelled_summaries=None, budget_boxes: int = 0, rng=None,
+               labelled_class_counts: Optional[Dict[str, int]] = None) -> Selection:
         budget_boxes = check_budget(budget_boxes)
         summaries = self.prepare(summaries)
         labelled = check_summaries(labelled_summaries, 'labelled_summaries') if labelled_summaries else {}
         rng = as_rng(rng)
-        ranked, scores, info = self.rank(summaries, labelled, budget_boxes, rng)
+        ranked, scores, info = self.rank(summaries, labelled, budget_boxes, rng, labelled_class_counts)
         if sorted(ranked) != sorted(summaries):
             raise AssertionError(f'{self.name}.rank must rank every pool frame exactly once')
         expected = self.expected(summaries)
@@ -119,8 +121,8 @@ class QueryStrategy:
     def expected(self, summaries: Summaries) -> Dict[str, float]:
         return {f: s.expected_boxes() for f, s in summaries.items()}
 
-    def rank(self, summaries: Summaries, labelled: Summaries, budget_boxes: int,
-             rng: np.random.Generator) -> Tuple[List[str], Dict[str, float], dict]:
+    def rank(self, summaries: Summaries, labelled: Summaries, budget_boxes: int, rng: np.random.Generator,
+             labelled_class_counts: Optional[Dict[str, int]] = None) -> Tuple[List[str], Dict[str, float], dict]:
         raise NotImplementedError
 
 

@@ -11,11 +11,18 @@ box scores); a frame is accepted when
   1. its uncertainty is at least the pass's quantile threshold,
   2. its boxes are new: the mean over its boxes of the cosine distance to the nearest box of the
      labelled frames and of the frames accepted so far is at least the pass's threshold,
-  3. none of its classes has already reached its quota (budget x class share, in expected
-     boxes), so a quota is exceeded by at most one frame's boxes of that class.
-Each pass that does not meet the budget relaxes the uncertainty and diversity thresholds; once
-both are fully relaxed and a pass accepts nothing, quotas grow by quota_relax; after
-max_quota_relax such steps quotas are dropped, so the budget is always met when the pool allows.
+  3. it balances the classes: at least the pass's share (balance_thresh) of its expected boxes
+     fits in the classes' open quotas. Quotas (in expected boxes, summing to the budget) fill
+     what the labelled set lacks: class c's target is share_c x (labelled boxes + budget), its
+     quota the target minus its labelled boxes (at least 0), all scaled to the budget. Without
+     the labelled counts, or with balance 'budget', a quota is budget x share_c.
+Each pass that does not meet the budget relaxes all three thresholds; once the balance threshold
+has relaxed to 0 the quotas are off, so the budget is always met when the pool allows.
+
+Why the share rule: nearly every frame has cars, so a rule that refuses any frame holding a class
+at its quota refuses everything once the car quota is met; and a pool the model barely detects a
+class in (one labelled cyclist, a weak model) needs that class's quota to grow with its shortage
+in the labelled set, not with the budget alone (docs/benchmarks_al.md).
 """
 from __future__ import annotations
 
@@ -87,32 +94,52 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 @register('query_strategy')
 class CAL(QueryStrategy):
-    DEFAULTS = {'merge_iou': 0.5, 'class_names': None, 'class_shares': None,
+    DEFAULTS = {'merge_iou': 0.5, 'class_names': None, 'class_shares': None, 'balance': 'labelled',
                 'uncertainty_quantile': 0.5, 'uncertainty_step': 0.25,
                 'diversity_thresh': 0.1, 'diversity_relax': 0.5,
-                'quota_relax': 0.25, 'max_quota_relax': 4}
+                'balance_thresh': 0.5, 'balance_relax': 0.5}
+    BALANCES = ('labelled', 'budget')
 
     def prepare(self, summaries) -> Summaries:
         if isinstance(summaries, (tuple, list)) and len(summaries) == 2 and all(isinstance(s, dict) for s in summaries):
             return merge_model_summaries(summaries[0], summaries[1], self.merge_iou)
         return check_summaries(summaries, 'CAL: summaries')
 
-    def _quotas(self, num_class: int, budget_boxes: int) -> np.ndarray:
+    def _shares(self, num_class: int) -> np.ndarray:
         if self.class_shares is None:
-            share = np.full(num_class, 1.0 / num_class)
-        else:
-            if self.class_names is None:
-                raise ValueError('CAL: class_shares needs class_names (their order)')
-            unknown = sorted(set(self.class_shares) - set(self.class_names))
-            if unknown:
-                raise ValueError(f'CAL: class_shares has unknown classes {unknown}')
-            share = np.array([float(self.class_shares.get(c, 0.0)) for c in self.class_names])
-            if share.sum() <= 0:
-                raise ValueError('CAL: class_shares must have a positive sum')
-            share = share / share.sum()
-        return share * budget_boxes
+            return np.full(num_class, 1.0 / num_class)
+        if self.class_names is None:
+            raise ValueError('CAL: class_shares needs class_names (their order)')
+        unknown = sorted(set(self.class_shares) - set(self.class_names))
+        if unknown:
+            raise ValueError(f'CAL: class_shares has unknown classes {unknown}')
+        share = np.array([float(self.class_shares.get(c, 0.0)) for c in self.class_names])
+        if share.sum() <= 0:
+            raise ValueError('CAL: class_shares must have a positive sum')
+        return share / share.sum()
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def _quotas(self, num_class: int, budget_boxes: int, labelled_class_counts=None) -> np.ndarray:
+        if self.balance not in self.BALANCES:
+            raise ValueError(f'CAL: balance must be one of {self.BALANCES}, got {self.balance!r}')
+        share = self._shares(num_class)
+        if self.balance == 'budget' or labelled_class_counts is None:
+            return share * budget_boxes
+        if self.class_names is None:
+            raise ValueError('CAL: labelled_class_counts needs class_names (their order)')
+        have = np.array([float(labelled_class_counts.get(c, 0)) for c in self.class_names])
+        gap = np.maximum(share * (have.sum() + budget_boxes) - have, 0.0)
+        return gap * (budget_boxes / gap.sum())  # the gaps add up to at least the budget (>= 1)
+
+    def _check_schedule(self) -> None:
+        # each threshold must reach 0 in finitely many passes, so the budget is always met
+        if not float(self.uncertainty_step) > 0:
+            raise ValueError(f'CAL: uncertainty_step must be > 0, got {self.uncertainty_step!r}')
+        for k in ('diversity_relax', 'balance_relax'):
+            if not 0 <= float(getattr(self, k)) < 1:
+                raise ValueError(f'CAL: {k} must be in [0, 1), got {getattr(self, k)!r}')
+
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
+        self._check_schedule()
         ids = sorted(summaries)
         num_class = len(self.class_names) if self.class_names else \
             max([s.cls_probs.shape[1] for s in summaries.values()] +
@@ -129,27 +156,25 @@ class CAL(QueryStrategy):
                  if summaries[f].num_boxes}
         ref = [_unit(s.box_features.astype(np.float64)) for s in labelled.values()
                if s.num_boxes and s.box_features is not None]
-        quotas = self._quotas(num_class, budget_boxes)
+        quotas = self._quotas(num_class, budget_boxes, labelled_class_counts)
         order = order_by_score(ids, unc)
         u_all = np.array([unc[f] for f in ids])
 
         picked, counts, total = [], np.zeros(num_class), 0.0
-        q_level, p = 0, 0
-        u_q, d_thr = float(self.uncertainty_quantile), float(self.diversity_thresh)
+        u_q, d_thr, b_thr = float(self.uncertainty_quantile), float(self.diversity_thresh), float(self.balance_thresh)
         passes = []
         while total < budget_boxes and len(picked) < len(ids):
             u_thr = float(np.quantile(u_all, u_q)) if u_q > 0 else -np.inf
-            mult = None if q_level > self.max_quota_relax else (1 + self.quota_relax) ** q_level
             accepted = 0
             for f in order:
                 if total >= budget_boxes:
                     break
                 if f in picked or unc[f] < u_thr:
                     continue
-                # a class that has reached its quota takes no more frames (so a quota is
-                # exceeded by at most one frame's boxes of that class)
-                if mult is not None and np.any((per_class[f] > 1e-9) & (counts >= quotas * mult - 1e-9)):
-                    continue
+                if b_thr > 0 and per_class[f].sum() > 0:
+                    fits = np.minimum(per_class[f], np.maximum(quotas - counts, 0.0)).sum() / per_class[f].sum()
+                    if fits < b_thr:
+                        continue
                 if d_thr > 0 and f in feats and ref:
                     r = np.concatenate(ref, axis=0)
                     div = float((1 - (feats[f] @ r.T).max(axis=1)).mean())
@@ -161,16 +186,15 @@ class CAL(QueryStrategy):
                 accepted += 1
                 if f in feats:
                     ref.append(feats[f])
-            passes.append({'pass': p, 'uncertainty_thresh': u_thr if np.isfinite(u_thr) else None,
-                           'diversity_thresh': d_thr, 'quota_mult': mult, 'accepted': accepted})
-            p += 1
-            fully_relaxed = u_q <= 0 and d_thr <= 0
-            if fully_relaxed and accepted == 0:
-                q_level += 1
+            passes.append({'pass': len(passes), 'uncertainty_thresh': u_thr if np.isfinite(u_thr) else None,
+                           'diversity_thresh': d_thr, 'balance_thresh': b_thr, 'accepted': accepted})
+            if u_q <= 0 and d_thr <= 0 and b_thr <= 0 and accepted == 0:
+                break  # nothing left to accept: the rest follows in uncertainty order
             u_q = max(0.0, u_q - float(self.uncertainty_step))
             d_thr = d_thr * float(self.diversity_relax) if d_thr > 1e-3 else 0.0
-            if p > 1000:  # cannot happen with the schedules above; a guard against bad options
-                raise RuntimeError('CAL: selection did not converge in 1000 passes')
+            b_thr = b_thr * float(self.balance_relax) if b_thr > 0.05 else 0.0
         rest = [f for f in order if f not in set(picked)]
-        info = {'quotas': quotas.tolist(), 'expected_per_class': counts.tolist(), 'passes': passes}
+        base = 'budget' if self.balance == 'budget' or labelled_class_counts is None else 'labelled'
+        info = {'quotas': quotas.tolist(), 'quota_base': base, 'expected_per_class': counts.tolist(),
+                'passes': passes}
         return picked + rest, unc, info

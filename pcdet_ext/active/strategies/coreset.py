@@ -18,7 +18,7 @@ def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class Coreset(QueryStrategy):
     DEFAULTS = {'reserve_factor': 2.0}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         ids = sorted(summaries)
         x = stack_features(summaries, ids, 'frame_feature', 'Coreset')
         lab_ids = sorted(labelled)

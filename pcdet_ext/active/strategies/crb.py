@@ -65,7 +65,7 @@ def _density(s) -> np.ndarray:
 class CRB(QueryStrategy):
     DEFAULTS = {'k1': 5.0, 'k2': 2.5, 'num_bins': 10, 'num_class': None}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         ids = sorted(summaries)
         num_class = self.num_class or max([s.cls_probs.shape[1] for s in summaries.values()] +
                                           [int(s.labels.max()) for s in summaries.values() if s.num_boxes])

@@ -17,6 +17,6 @@ def frame_entropy(scores) -> float:
 class Entropy(QueryStrategy):
     DEFAULTS: dict = {}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         scores = {f: frame_entropy(s.scores) for f, s in summaries.items()}
         return order_by_score(list(summaries), scores), scores, {}

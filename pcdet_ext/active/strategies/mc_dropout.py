@@ -29,7 +29,7 @@ def matched_scores(boxes, labels, pass_boxes, pass_scores, pass_labels, match_io
 class MCDropout(QueryStrategy):
     DEFAULTS = {'match_iou': 0.3}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         scores = {}
         for f, s in summaries.items():
             if not s.mc_passes:

@@ -9,7 +9,7 @@ from .base import QueryStrategy
 class Random(QueryStrategy):
     DEFAULTS: dict = {}
 
-    def rank(self, summaries, labelled, budget_boxes, rng):
+    def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
         ids = sorted(summaries)
         perm = rng.permutation(len(ids))
         ranked = [ids[i] for i in perm]
