@@ -26,8 +26,8 @@ CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'GENERATIONS': 1, 'LOW_T
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
                  'GROUND_ALIGN': True}
-# MIN_HIGH_THRESH: a number, or a list with one floor per generation (the last one goes on): a later
-# generation's teacher is stronger, so its 0.4-0.5 boxes are mostly right (docs/benchmarks_al.md)
+# MIN_HIGH_THRESH: a number, or a list with one floor per generation (the last one goes on), for a
+# later, stronger teacher (on the synthetic benchmark [0.5, 0.4] did not beat 0.5: docs/benchmarks_al.md)
 RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
 
 
