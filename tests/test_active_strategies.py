@@ -188,11 +188,10 @@ def test_cal_balance_takes_mixed_frames_once_the_car_quota_is_met():
     assert all(f.startswith('cars') for f in off.frame_ids)
 
 
-def test_cal_refuses_a_schedule_that_never_relaxes():
-    pool = _car_world(2)
+def test_cal_refuses_bad_options_when_built():
     for bad in ({'diversity_relax': 1.0}, {'balance_relax': 1.5}, {'uncertainty_step': 0.0}, {'balance': 'labels'}):
         with pytest.raises(ValueError, match='CAL: '):
-            CAL(class_names=['Car', 'Pedestrian'], **bad).select(pool, None, 4, 0)
+            build_strategy('cal', class_names=['Car', 'Pedestrian'], **bad)
 
 
 def test_cal_merges_two_models_and_reads_disagreement_as_uncertainty():

@@ -119,8 +119,6 @@ class CAL(QueryStrategy):
         return share / share.sum()
 
     def _quotas(self, num_class: int, budget_boxes: int, labelled_class_counts=None) -> np.ndarray:
-        if self.balance not in self.BALANCES:
-            raise ValueError(f'CAL: balance must be one of {self.BALANCES}, got {self.balance!r}')
         share = self._shares(num_class)
         if self.balance == 'budget' or labelled_class_counts is None:
             return share * budget_boxes
@@ -130,7 +128,13 @@ class CAL(QueryStrategy):
         gap = np.maximum(share * (have.sum() + budget_boxes) - have, 0.0)
         return gap * (budget_boxes / gap.sum())  # the gaps add up to at least the budget (>= 1)
 
-    def _check_schedule(self) -> None:
+    def __init__(self, cfg=None, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self._check_options()  # at construction: al_round.py builds the strategy before any training
+
+    def _check_options(self) -> None:
+        if self.balance not in self.BALANCES:
+            raise ValueError(f'CAL: balance must be one of {self.BALANCES}, got {self.balance!r}')
         # each threshold must reach 0 in finitely many passes, so the budget is always met
         if not float(self.uncertainty_step) > 0:
             raise ValueError(f'CAL: uncertainty_step must be > 0, got {self.uncertainty_step!r}')
@@ -139,7 +143,6 @@ class CAL(QueryStrategy):
                 raise ValueError(f'CAL: {k} must be in [0, 1), got {getattr(self, k)!r}')
 
     def rank(self, summaries, labelled, budget_boxes, rng, labelled_class_counts=None):
-        self._check_schedule()
         ids = sorted(summaries)
         num_class = len(self.class_names) if self.class_names else \
             max([s.cls_probs.shape[1] for s in summaries.values()] +
