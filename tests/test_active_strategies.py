@@ -167,8 +167,9 @@ def test_cal_balance_fills_what_the_labelled_set_lacks():
     even = CAL(class_names=names, diversity_thresh=0.0).select(pool, None, 12, 0, {'Car': 5, 'Pedestrian': 5})
     np.testing.assert_allclose(even.info['quotas'], [6.0, 6.0])
     # the quotas add up to the budget whatever the gaps
-    skew = CAL(class_names=['Car', 'Pedestrian', 'Cyclist'], diversity_thresh=0.0)._quotas(
+    skew, base = CAL(class_names=['Car', 'Pedestrian', 'Cyclist'], diversity_thresh=0.0)._quotas(
         3, 10, {'Car': 40, 'Pedestrian': 1, 'Cyclist': 0})
+    assert base == 'labelled'
     assert skew.sum() == pytest.approx(10) and skew[0] == 0 and skew[2] > skew[1] > 0
 
 

@@ -4,7 +4,8 @@ Every strategy: `select(summaries, labelled_summaries, budget_boxes, rng, labell
 -> Selection`. `summaries` are the unlabelled pool's FrameSummary objects (never any label),
 `labelled_summaries` the same model's summaries of the labelled frames (coreset / CAL use them as
 already-covered points), `labelled_class_counts` the labelled frames' true boxes per class (their
-labels are known; CAL's class balance fills what the labelled set lacks). A strategy ranks frames; the Selection keeps the ranked prefix whose *expected* box count
+labels are known; CAL's class balance fills what the labelled set lacks). A strategy ranks
+frames; the Selection keeps the ranked prefix whose *expected* box count
 (sum of predicted scores) first reaches the budget, and the rest of the ranking as a reserve that
 the annotation step walks on when the true boxes fall short.
 """

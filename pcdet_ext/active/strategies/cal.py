@@ -100,6 +100,10 @@ class CAL(QueryStrategy):
                 'balance_thresh': 0.5, 'balance_relax': 0.5}
     BALANCES = ('labelled', 'budget')
 
+    def __init__(self, cfg=None, **kwargs):
+        super().__init__(cfg, **kwargs)
+        self._check_options()  # at construction: al_round.py builds the strategy before any training
+
     def prepare(self, summaries) -> Summaries:
         if isinstance(summaries, (tuple, list)) and len(summaries) == 2 and all(isinstance(s, dict) for s in summaries):
             return merge_model_summaries(summaries[0], summaries[1], self.merge_iou)
@@ -118,19 +122,16 @@ class CAL(QueryStrategy):
             raise ValueError('CAL: class_shares must have a positive sum')
         return share / share.sum()
 
-    def _quotas(self, num_class: int, budget_boxes: int, labelled_class_counts=None) -> np.ndarray:
+    def _quotas(self, num_class: int, budget_boxes: int, labelled_class_counts=None):
+        """(quotas in expected boxes, 'labelled' or 'budget': what they were computed from)."""
         share = self._shares(num_class)
         if self.balance == 'budget' or labelled_class_counts is None:
-            return share * budget_boxes
+            return share * budget_boxes, 'budget'
         if self.class_names is None:
             raise ValueError('CAL: labelled_class_counts needs class_names (their order)')
         have = np.array([float(labelled_class_counts.get(c, 0)) for c in self.class_names])
         gap = np.maximum(share * (have.sum() + budget_boxes) - have, 0.0)
-        return gap * (budget_boxes / gap.sum())  # the gaps add up to at least the budget (>= 1)
-
-    def __init__(self, cfg=None, **kwargs):
-        super().__init__(cfg, **kwargs)
-        self._check_options()  # at construction: al_round.py builds the strategy before any training
+        return gap * (budget_boxes / gap.sum()), 'labelled'  # the gaps add up to at least the budget (>= 1)
 
     def _check_options(self) -> None:
         if self.balance not in self.BALANCES:
@@ -159,7 +160,7 @@ class CAL(QueryStrategy):
                  if summaries[f].num_boxes}
         ref = [_unit(s.box_features.astype(np.float64)) for s in labelled.values()
                if s.num_boxes and s.box_features is not None]
-        quotas = self._quotas(num_class, budget_boxes, labelled_class_counts)
+        quotas, base = self._quotas(num_class, budget_boxes, labelled_class_counts)
         order = order_by_score(ids, unc)
         u_all = np.array([unc[f] for f in ids])
 
@@ -197,7 +198,6 @@ class CAL(QueryStrategy):
             d_thr = d_thr * float(self.diversity_relax) if d_thr > 1e-3 else 0.0
             b_thr = b_thr * float(self.balance_relax) if b_thr > 0.05 else 0.0
         rest = [f for f in order if f not in set(picked)]
-        base = 'budget' if self.balance == 'budget' or labelled_class_counts is None else 'labelled'
         info = {'quotas': quotas.tolist(), 'quota_base': base, 'expected_per_class': counts.tolist(),
                 'passes': passes}
         return picked + rest, unc, info
