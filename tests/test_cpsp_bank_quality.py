@@ -34,19 +34,26 @@ def test_bank_quality_counts_right_wrong_and_duplicate_objects(root, tmp_path, c
     far[:2] += 30.0                                     # nothing there
     shifted = cars[0].copy()
     shifted[0] += 0.5 * shifted[3]                      # BEV IoU 1/3 < 0.5
+    nudged = cars[1].copy()
+    nudged[:2] += 0.2 * nudged[3] * np.array([np.cos(nudged[6]), np.sin(nudged[6])])  # along its length:
+    #                                                   BEV IoU 0.8 / 1.2 = 2/3, right but not tight
     objs = [_obj(cars[0], 'Car', fid), _obj(cars[0], 'Car', fid),   # right, twice: one labelled box
-            _obj(cars[1], 'Car', fid), _obj(far, 'Car', fid), _obj(shifted, 'Car', fid),
+            _obj(nudged, 'Car', fid), _obj(far, 'Car', fid), _obj(shifted, 'Car', fid),
             _obj(cars[1], 'Pedestrian', fid)]                       # right place, wrong class
     banks = CPSPBanks(class_names=['Car', 'Pedestrian'], objects=objs, candidates={fid: {}})
     tool = _tool()
     q = tool.bank_quality(banks, root, ['Car', 'Pedestrian'])
     assert q['Car']['objects'] == 5 and q['Car']['precision'] == pytest.approx(3 / 5)
     assert q['Car']['labelled'] == len(cars) and q['Car']['recall'] == pytest.approx(2 / len(cars))
+    assert q['Car']['mean_iou'] == pytest.approx((1 + 1 + 2 / 3) / 3, abs=1e-4)
+    assert q['Car']['tight'] == pytest.approx(2 / 3)
     assert q['Pedestrian']['objects'] == 1 and q['Pedestrian']['precision'] == 0.0
+    assert np.isnan(q['Pedestrian']['mean_iou'])
 
     f = tmp_path / 'banks.pkl'
     banks.save(f)
     assert tool.main([str(f), '--data_path', str(root), '--classes', 'Car']) == 0
-    assert f'| {f} | 5 / 0.60 / ' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f'| {f} | 5 / 0.60 / ' in out and ' / 0.889 / 0.67 |' in out
     assert tool.main([str(tmp_path / 'missing.pkl'), '--data_path', str(root)]) == 2
     assert 'missing.pkl' in capsys.readouterr().err

@@ -5,9 +5,10 @@
         output/.../round_1/cpsp/cpsp_banks.pkl output/.../round_1/cpsp_g2/cpsp_banks.pkl
 
 For each bank and class: pseudo objects in the bank / their precision / recall of the class's
-objects in the bank's unlabelled frames. A pseudo object is right when a labelled box of its class
-in its frame overlaps it with BEV IoU >= 0.5 (Car) or 0.25 (other classes); each labelled box
-counts once for recall. This opens the label files of the unlabelled frames on purpose: it checks
+objects in the bank's unlabelled frames / how well the right ones are placed (mean BEV IoU with
+their labelled box, share at KITTI's AP threshold: 0.7 Car, 0.5 other classes). A pseudo object
+is right when a labelled box of its class in its frame overlaps it with BEV IoU >= 0.5 (Car) or
+0.25 (other classes); each labelled box counts once for recall. This opens the label files of the unlabelled frames on purpose: it checks
 the method from outside and is never part of a round (docs/benchmarks_al.md).
 """
 from __future__ import annotations
@@ -35,16 +36,23 @@ def match_iou(name: str) -> float:
     return 0.5 if name == 'Car' else 0.25
 
 
+def tight_iou(name: str) -> float:
+    """KITTI's AP threshold of the class: a pseudo box this close trains like a labelled one."""
+    return 0.7 if name == 'Car' else 0.5
+
+
 def bank_quality(banks: CPSPBanks, root, class_names: Sequence[str]) -> Dict[str, dict]:
-    """{class: {'objects', 'precision', 'recall', 'labelled'}} of the bank's pseudo objects
-    over its unlabelled frames (those it holds candidates for)."""
+    """{class: {'objects', 'precision', 'recall', 'labelled', 'mean_iou', 'tight'}} of the bank's
+    pseudo objects over its unlabelled frames (those it holds candidates for); 'mean_iou' and
+    'tight' (share at `tight_iou`) are over the right objects only."""
     frames = sorted(set(banks.candidates) | {o.frame_id for o in banks.objects if o.kind == 'pseudo'})
     truth = LabelOracle(root, class_names, labelled=frames)  # the analysis reads them; rounds never do
     gt = {f: truth.read(f) for f in frames}
     out = {}
     for c in class_names:
-        n = right = 0
+        n = 0
         found = set()
+        ious = []
         for o in banks.objects:
             if o.kind != 'pseudo' or o.name != c:
                 continue
@@ -57,11 +65,15 @@ def bank_quality(banks: CPSPBanks, root, class_names: Sequence[str]) -> Dict[str
                                 torch.as_tensor(g['gt_boxes_lidar'][idx].astype(np.float32)))[0].numpy()
             j = int(iou.argmax())
             if iou[j] >= match_iou(c):
-                right += 1
+                ious.append(float(iou[j]))
                 found.add((o.frame_id, int(idx[j])))
         total = sum(int((gt[f]['gt_names_lidar'] == c).sum()) for f in frames)
-        out[c] = {'objects': n, 'precision': right / n if n else float('nan'),
-                  'recall': len(found) / total if total else float('nan'), 'labelled': total}
+        ious = np.asarray(ious)
+        nan = float('nan')
+        out[c] = {'objects': n, 'precision': len(ious) / n if n else nan,
+                  'recall': len(found) / total if total else nan, 'labelled': total,
+                  'mean_iou': float(ious.mean()) if len(ious) else nan,
+                  'tight': float((ious >= tight_iou(c)).mean()) if len(ious) else nan}
     return out
 
 
@@ -71,7 +83,8 @@ def main(argv=None) -> int:
     p.add_argument('--data_path', required=True, help='dataset root (training/label_2, training/calib)')
     p.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES))
     args = p.parse_args(argv)
-    print('| bank | ' + ' | '.join(f'{c}: objects / precision / recall' for c in args.classes) + ' |')
+    print('| bank | ' + ' | '.join(f'{c}: objects / precision / recall / mean BEV IoU / share >= {tight_iou(c)}'
+                                   for c in args.classes) + ' |')
     print('|---|' + '---|' * len(args.classes))
     for f in args.banks:
         try:
@@ -79,8 +92,9 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as e:
             print(f'bench_cpsp_bank.py: error: {e}', file=sys.stderr)
             return 2
-        print(f'| {f} | ' + ' | '.join(f'{q[c]["objects"]} / {q[c]["precision"]:.2f} / {q[c]["recall"]:.2f}'
-                                      for c in args.classes) + ' |')
+        print(f'| {f} | ' + ' | '.join(
+            f'{q[c]["objects"]} / {q[c]["precision"]:.2f} / {q[c]["recall"]:.2f} / {q[c]["mean_iou"]:.3f}'
+            f' / {q[c]["tight"]:.2f}' for c in args.classes) + ' |')
     return 0
 
 
