@@ -8,8 +8,9 @@ For each bank and class: pseudo objects in the bank / their precision / recall o
 objects in the bank's unlabelled frames / how well the right ones are placed (mean BEV IoU with
 their labelled box, share at KITTI's AP threshold: 0.7 Car, 0.5 other classes). A pseudo object
 is right when a labelled box of its class in its frame overlaps it with BEV IoU >= 0.5 (Car) or
-0.25 (other classes); each labelled box counts once for recall. This opens the label files of the unlabelled frames on purpose: it checks
-the method from outside and is never part of a round (docs/benchmarks_al.md).
+0.25 (other classes); each labelled box counts once for recall. This opens the label files of the
+unlabelled frames on purpose: it checks the method from outside and is never part of a round
+(docs/benchmarks_al.md).
 """
 from __future__ import annotations
 
