@@ -57,3 +57,12 @@ def test_bank_quality_counts_right_wrong_and_duplicate_objects(root, tmp_path, c
     assert f'| {f} | 5 / 0.60 / ' in out and ' / 0.889 / 0.67 |' in out
     assert tool.main([str(tmp_path / 'missing.pkl'), '--data_path', str(root)]) == 2
     assert 'missing.pkl' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                # no KITTI thresholds: refused before any work
+        tool.main([str(f), '--data_path', str(root), '--classes', 'Tram'])
+    assert e.value.code == 2 and "['Tram']" in capsys.readouterr().err
+
+
+def test_right_and_tight_overlaps_are_kittis():
+    tool = _tool()
+    assert [tool.match_iou(c) for c in ('Car', 'Pedestrian', 'Cyclist')] == [0.5, 0.25, 0.25]
+    assert [tool.tight_iou(c) for c in ('Car', 'Pedestrian', 'Cyclist')] == [0.7, 0.5, 0.5]

@@ -28,18 +28,27 @@ if str(REPO) not in sys.path:
 
 from pcdet_ext.active.cpsp import CPSPBanks  # noqa: E402
 from pcdet_ext.active.pool import LabelOracle  # noqa: E402
+from pcdet_ext.evaluation.kitti.eval import (METRIC_NAMES, MIN_OVERLAPS, NAME_TO_CLASS,  # noqa: E402
+                                             class_indices)
 from pcdet_ext.ops.iou3d_nms import boxes_iou_bev  # noqa: E402
 
 DEFAULT_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
 
 
+def _bev_overlap(name: str, overlap_set: int) -> float:
+    """KITTI's BEV minimum overlap for the class (0: strict set, 1: loose set)."""
+    return float(MIN_OVERLAPS[overlap_set, METRIC_NAMES.index('bev'), class_indices([name])[0]])
+
+
 def match_iou(name: str) -> float:
-    return 0.5 if name == 'Car' else 0.25
+    """A pseudo object is right at KITTI's loose BEV overlap (0.5 Car, 0.25 otherwise)."""
+    return _bev_overlap(name, 1)
 
 
 def tight_iou(name: str) -> float:
-    """KITTI's AP threshold of the class: a pseudo box this close trains like a labelled one."""
-    return 0.7 if name == 'Car' else 0.5
+    """KITTI's strict BEV overlap (0.7 Car, 0.5 otherwise): a pseudo box this close trains like a
+    labelled one."""
+    return _bev_overlap(name, 0)
 
 
 def bank_quality(banks: CPSPBanks, root, class_names: Sequence[str]) -> Dict[str, dict]:
@@ -82,10 +91,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('banks', nargs='+', help='cpsp_banks.pkl files')
     p.add_argument('--data_path', required=True, help='dataset root (training/label_2, training/calib)')
-    p.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES))
+    p.add_argument('--classes', nargs='+', default=list(DEFAULT_CLASSES),
+                   help=f'KITTI classes ({", ".join(NAME_TO_CLASS)}): their overlaps define right and tight')
     args = p.parse_args(argv)
-    print('| bank | ' + ' | '.join(f'{c}: objects / precision / recall / mean BEV IoU / share >= {tight_iou(c)}'
-                                   for c in args.classes) + ' |')
+    unknown = [c for c in args.classes if c not in NAME_TO_CLASS]
+    if unknown:
+        p.error(f'--classes: {unknown} have no KITTI overlap thresholds; use {list(NAME_TO_CLASS)}')
+    print('| bank | ' + ' | '.join(
+        f'{c}: objects / precision / recall / mean BEV IoU / share >= {tight_iou(c)}' for c in args.classes) + ' |')
     print('|---|' + '---|' * len(args.classes))
     for f in args.banks:
         try:
