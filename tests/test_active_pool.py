@@ -88,3 +88,55 @@ def test_empty_pool_and_bad_root_are_clear_errors(pool_root, tmp_path):
         LabelOracle(tmp_path / 'nope', CLASSES)
     with pytest.raises(ValueError, match='duplicate'):
         ActivePool(['000001', '000001'], LabelOracle(pool_root, CLASSES))
+
+
+def _labelled_pool(root, classes_per_frame):
+    """A pool whose label files hold exactly the given classes per frame (calib from the generator)."""
+    ids = sorted(classes_per_frame)
+    generate_dataset(root, num_frames=len(ids), seed=1, workers=1, progress=False, write_images=False)
+    for i, fid in enumerate(ids):
+        lines = [f'{c} 0.00 0 0.0 {100 + 60 * j} 150 {150 + 60 * j} 200 1.6 0.8 1.0 {j - 2.0} 1.6 {10.0 + j} 0.0\n'
+                 for j, c in enumerate(classes_per_frame[fid])]
+        (root / 'training' / 'label_2' / f'{fid}.txt').write_text(''.join(lines))
+    return ids
+
+
+def test_initial_selection_covers_every_class_reading_only_what_it_annotates(tmp_path):
+    """min_per_class: the draw goes on in the same random order until each class has a box, and
+    stops at once; the plain draw is its prefix; only annotated frames are opened."""
+    frames = {f'{i:06d}': ['Car', 'Car', 'Car'] for i in range(12)}
+    frames['000007'] = ['Car', 'Pedestrian']
+    frames['000010'] = ['Cyclist']
+    ids = _labelled_pool(tmp_path, frames)
+    grew = 0
+    for seed in range(6):
+        plain = ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(4, seed=seed)
+        oracle = LabelOracle(tmp_path, CLASSES)
+        pool = ActivePool(ids, oracle)
+        ann = pool.initial_selection(4, seed=seed, min_per_class=1, max_extra_boxes=100)
+        assert ann.frame_ids[:plain.num_frames] == plain.frame_ids
+        assert oracle.opened == ann.frame_ids                      # nothing read beyond the draw
+        assert all(n >= 1 for n in ann.boxes_per_class.values()) and ann.uncovered == []
+        assert ann.extra_boxes == ann.num_boxes - plain.num_boxes
+        # it stops at the first frame that completes the cover: without it a class is missing
+        if ann.num_frames > plain.num_frames:
+            grew += 1
+            before = [c for f in ann.frame_ids[:-1] for c in frames[f]]
+            assert set(CLASSES) - set(before), 'drew a frame after every class was covered'
+        assert pool.report()['labelled_boxes'] == ann.num_boxes
+    assert grew >= 3, 'the seeds did not exercise the cover'
+
+
+def test_initial_cover_is_capped_and_reports_the_missing_class(tmp_path):
+    frames = {f'{i:06d}': ['Car', 'Car'] for i in range(10)}
+    frames['000004'] = ['Pedestrian']                              # no cyclist anywhere
+    ids = _labelled_pool(tmp_path, frames)
+    ann = ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(2, seed=0, min_per_class=1,
+                                                                           max_extra_boxes=5)
+    assert ann.uncovered == ['Cyclist']
+    assert 5 <= ann.extra_boxes < 5 + 2                            # stops at the first frame past the cap
+    full = ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(2, seed=0, min_per_class=1,
+                                                                            max_extra_boxes=100)
+    assert full.num_frames == len(ids) and full.uncovered == ['Cyclist']   # pool exhausted, no error
+    with pytest.raises(ValueError, match='min_per_class'):
+        ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(2, seed=0, min_per_class=-1)

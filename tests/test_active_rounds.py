@@ -116,6 +116,14 @@ def test_random_rounds_artifacts_and_budget(data, ref_random):
     curve = json.loads((_round_dir(ref_random, 0).parent / 'al_curve.json').read_text())['points']
     assert [p['round'] for p in curve] == [0, 1]
     assert curve[0]['labelled_boxes'] >= 20 and curve[1]['labelled_boxes'] == curve[0]['next_round_labelled_boxes']
+    # round 0's random draw tries to cover every class (INITIAL_MIN_PER_CLASS 1) for at most
+    # INITIAL_BOXES more boxes; in this pool the 4 cyclists sit in frames it does not reach
+    names = [n for f in _lines(r0 / 'start' / 'labelled.txt')
+             for n in read_label_file(root / 'training' / 'label_2' / f'{f}.txt')['name']]
+    marker = json.loads((r0 / 'done' / 'pool.json').read_text())
+    assert marker['initial_uncovered'] == [c for c in CLASSES if c not in names] == ['Cyclist']
+    assert marker['initial_extra_boxes'] >= 20 and marker['labelled_boxes'] - marker['initial_extra_boxes'] >= 20
+    assert json.loads((r0 / 'settings.json').read_text())['initial_min_per_class'] == 1
 
 
 def test_entropy_round_ranks_by_entropy(data, monkeypatch):
@@ -264,6 +272,9 @@ def _cli():
      'MAX_CANDIDATES must be an integer >= 0'),
     (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.GENERATIONS', '0'],
      'GENERATIONS must be an integer >= 1'),
+    (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS', '-1'],
+     'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
+    (['--strategy', 'random', '--initial_min_per_class', '-2'], 'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.MIN_TRAIN_ITER', '5'], "'ACTIVE_LEARNING.MIN_TRAIN_ITER' does not exist"),
 ])
 def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message):

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='selection rounds to run from --round on (0 with --final_round: the final round only)')
     p.add_argument('--budget_boxes', type=int, default=None, help='boxes to label per round')
     p.add_argument('--initial_boxes', type=int, default=None, help='boxes of the random initial set (round 0)')
+    p.add_argument('--initial_min_per_class', type=int, default=None,
+                   help='round 0 draws on (at most --initial_boxes more) until every class has this many boxes; '
+                        '0: off (default ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS, 1)')
     p.add_argument('--cpsp', action='store_true', help='CPSP pseudo-scene training after the labelled training')
     p.add_argument('--final_round', action='store_true',
                    help='after the selection rounds, one more round that trains (+CPSP) and evaluates only')

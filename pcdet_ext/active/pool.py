@@ -101,6 +101,10 @@ class Annotation:
     frame_ids: List[str] = field(default_factory=list)
     boxes_per_frame: Dict[str, int] = field(default_factory=dict)
     boxes_per_class: Dict[str, int] = field(default_factory=dict)
+    # class cover of the initial draw: boxes annotated past the budget to reach every class, and
+    # the classes still short after the cap (both empty when no cover was asked)
+    extra_boxes: int = 0
+    uncovered: List[str] = field(default_factory=list)
 
     @property
     def num_boxes(self) -> int:
@@ -113,7 +117,7 @@ class Annotation:
     def to_dict(self) -> dict:
         return {'frame_ids': list(self.frame_ids), 'boxes_per_frame': dict(self.boxes_per_frame),
                 'boxes_per_class': dict(self.boxes_per_class), 'num_boxes': self.num_boxes,
-                'num_frames': self.num_frames}
+                'num_frames': self.num_frames, 'extra_boxes': self.extra_boxes, 'uncovered': list(self.uncovered)}
 
 
 def annotate_until_budget(ranked_ids: Sequence[str], oracle: LabelOracle, budget_boxes: int) -> Annotation:
@@ -171,14 +175,41 @@ class ActivePool:
     def num_labelled_boxes(self) -> int:
         return int(sum(self.boxes_per_frame.values()))
 
-    def initial_selection(self, budget_boxes: int, seed: int) -> Annotation:
-        """Random frames (seeded) annotated until `budget_boxes` true boxes are labelled."""
+    def initial_selection(self, budget_boxes: int, seed: int, min_per_class: int = 0,
+                          max_extra_boxes: Optional[int] = None) -> Annotation:
+        """Random frames (seeded) annotated until `budget_boxes` true boxes are labelled.
+
+        min_per_class > 0: then keep annotating frames in the same random order until every chosen
+        class has that many boxes, at most `max_extra_boxes` boxes past the budget (default: the
+        budget again). Why: a class with no labelled box is never predicted by the round-0 models,
+        so no query strategy can ask for it later (docs/benchmarks_al.md). Only the labels of
+        frames that are annotated are read, as for the plain draw; the extra boxes count against
+        the budget like any other and are reported in `extra_boxes` / `uncovered`."""
         budget_boxes = check_budget(budget_boxes)
+        if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 0:
+            raise ValueError(f'initial_selection: min_per_class must be an integer >= 0, got {min_per_class!r}')
         candidates = sorted(self.unlabelled)
         if not candidates:
             raise ValueError('initial_selection: no unlabelled frames left in the pool')
         order = [candidates[i] for i in np.random.default_rng(seed).permutation(len(candidates))]
         ann = annotate_until_budget(order, self.oracle, budget_boxes)
+        if min_per_class > 0:
+            cap = budget_boxes if max_extra_boxes is None else int(max_extra_boxes)
+            base = ann.num_boxes
+
+            def missing():
+                return [c for c, n in ann.boxes_per_class.items() if n < min_per_class]
+
+            for fid in order[ann.num_frames:]:
+                if not missing() or ann.num_boxes - base >= cap:
+                    break
+                counts = self.oracle.count_boxes(self.oracle.annotate(fid))
+                ann.frame_ids.append(str(fid))
+                ann.boxes_per_frame[str(fid)] = int(sum(counts.values()))
+                for c, n in counts.items():
+                    ann.boxes_per_class[c] += n
+            ann.extra_boxes = ann.num_boxes - base
+            ann.uncovered = missing()
         self.add_annotation(ann)
         return ann
 

@@ -14,7 +14,9 @@ from ..config import register_informational_key, to_plain
 # The ACTIVE_LEARNING section is read (and checked) by this driver, not by the training tool.
 register_informational_key('ACTIVE_LEARNING')
 
-AL_DEFAULTS = {'INITIAL_BOXES': None, 'BUDGET_BOXES': None, 'STRATEGY': None, 'STRATEGY_OPTIONS': {},
+# INITIAL_MIN_PER_CLASS: round 0's random draw goes on past INITIAL_BOXES (by at most INITIAL_BOXES
+# again) until every class has this many labelled boxes; 0 turns it off (ActivePool.initial_selection)
+AL_DEFAULTS = {'INITIAL_BOXES': None, 'INITIAL_MIN_PER_CLASS': 1, 'BUDGET_BOXES': None, 'STRATEGY': None, 'STRATEGY_OPTIONS': {},
                'MC_PASSES': 5, 'MC_DROPOUT_P': 0.2, 'SCORE_BATCH_SIZE': 4, 'POOL_SPLIT': None, 'CPSP': {},
                'MIN_TRAIN_ITERS': 0}
 # REFRESH_INTERVAL 0: refreshing the bank with the model in CPSP training degraded it in every
@@ -68,6 +70,7 @@ class RoundOptions:
     strategy: Optional[str] = None
     budget_boxes: Optional[int] = None
     initial_boxes: Optional[int] = None
+    initial_min_per_class: Optional[int] = None
     first_round: int = 0
     rounds: int = 1
     cpsp: bool = False

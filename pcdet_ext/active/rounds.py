@@ -82,6 +82,12 @@ class ActiveLearningRun:
             self.budget_boxes = check_budget(budget, '--budget_boxes')
             init = opts.initial_boxes if opts.initial_boxes is not None else self.al['INITIAL_BOXES']
             self.initial_boxes = check_budget(init if init is not None else self.budget_boxes, '--initial_boxes')
+            mpc = opts.initial_min_per_class if opts.initial_min_per_class is not None \
+                else self.al['INITIAL_MIN_PER_CLASS']
+            if isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 0:
+                raise ValueError(f'--initial_min_per_class (ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS) must be an '
+                                 f'integer >= 0 (0: off), got {mpc!r}')
+            self.initial_min_per_class = mpc
         except ValueError as e:
             raise ALInputError(str(e)) from None
         if opts.first_round < 0 or opts.rounds < 0 or (opts.rounds == 0 and not opts.final_round):
@@ -162,7 +168,7 @@ class ActiveLearningRun:
 
     # stages round 0 can adopt from another run (--initial_from), and the settings they depend on
     ADOPTED_STAGES = ('pool', 'data', 'train')
-    ADOPT_KEYS = ('seed', 'initial_boxes', 'cfg_hash', 'epochs', 'pretrained_model')
+    ADOPT_KEYS = ('seed', 'initial_boxes', 'initial_min_per_class', 'cfg_hash', 'epochs', 'pretrained_model')
 
     def _check_initial_from(self) -> Path:
         src = Path(self.opts.initial_from)
@@ -256,7 +262,8 @@ class ActiveLearningRun:
         return {'round': k, 'select': select, 'strategy': self.strategy.name if select else None,
                 'strategy_options': self.strategy.cfg if select else None,
                 'budget_boxes': self.budget_boxes if select else None,
-                'initial_boxes': self.initial_boxes if k == 0 else None, 'cpsp': o.cpsp, 'epochs': o.epochs,
+                'initial_boxes': self.initial_boxes if k == 0 else None,
+                'initial_min_per_class': self.initial_min_per_class if k == 0 else None, 'cpsp': o.cpsp, 'epochs': o.epochs,
                 'cpsp_epochs': o.cpsp_epochs if o.cpsp else None,
                 'cpsp_options': dict(self.cpsp_opts) if o.cpsp else None, 'seed': o.seed, 'cfg_hash': self.cfg_hash,
                 'pretrained_model': o.pretrained_model,
@@ -439,12 +446,20 @@ class ActiveLearningRun:
             return ActivePool.load(start, oracle, round_index=k)
         if k == 0:
             pool = ActivePool(self.pool_ids, oracle, round_index=0)
-            ann = pool.initial_selection(self.initial_boxes, seed=self.opts.seed)
-            self._log(f'round 0: initial random selection of {ann.num_frames} frames, {ann.num_boxes} boxes')
+            ann = pool.initial_selection(self.initial_boxes, seed=self.opts.seed,
+                                         min_per_class=self.initial_min_per_class)
+            self._log(f'round 0: initial random selection of {ann.num_frames} frames, {ann.num_boxes} boxes '
+                      f'{ann.boxes_per_class}' + (f', {ann.extra_boxes} past the budget to cover every class'
+                                                  if ann.extra_boxes else ''))
+            if ann.uncovered:
+                self._log(f'WARNING: round 0: classes {ann.uncovered} have fewer than {self.initial_min_per_class} '
+                          f'labelled boxes after drawing {ann.extra_boxes} boxes past the budget; the query '
+                          f'strategies cannot ask for a class the models never predict')
         else:
             pool = ActivePool.load(self.round_dir(k - 1), oracle, round_index=k)
         pool.write(start)
-        st.mark('pool', pool.report())
+        extra = {'initial_extra_boxes': ann.extra_boxes, 'initial_uncovered': ann.uncovered} if k == 0 else {}
+        st.mark('pool', {**pool.report(), **extra})
         return pool
 
     def stage_data(self, st: RoundStages, oracle: LabelOracle, pool: ActivePool) -> dict:
