@@ -130,12 +130,16 @@ def annotate_until_budget(ranked_ids: Sequence[str], oracle: LabelOracle, budget
     for fid in ranked_ids:
         if out.num_boxes >= budget_boxes:
             break
-        counts = oracle.count_boxes(oracle.annotate(fid))
-        out.frame_ids.append(str(fid))
-        out.boxes_per_frame[str(fid)] = int(sum(counts.values()))
-        for c, n in counts.items():
-            out.boxes_per_class[c] += n
+        _annotate_into(out, fid, oracle)
     return out
+
+
+def _annotate_into(ann: Annotation, fid: str, oracle: LabelOracle) -> None:
+    counts = oracle.count_boxes(oracle.annotate(fid))
+    ann.frame_ids.append(str(fid))
+    ann.boxes_per_frame[str(fid)] = int(sum(counts.values()))
+    for c, n in counts.items():
+        ann.boxes_per_class[c] += n
 
 
 class ActivePool:
@@ -203,11 +207,7 @@ class ActivePool:
             for fid in order[ann.num_frames:]:
                 if not missing() or ann.num_boxes - base >= cap:
                     break
-                counts = self.oracle.count_boxes(self.oracle.annotate(fid))
-                ann.frame_ids.append(str(fid))
-                ann.boxes_per_frame[str(fid)] = int(sum(counts.values()))
-                for c, n in counts.items():
-                    ann.boxes_per_class[c] += n
+                _annotate_into(ann, fid, self.oracle)
             ann.extra_boxes = ann.num_boxes - base
             ann.uncovered = missing()
         self.add_annotation(ann)
