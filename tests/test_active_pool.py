@@ -138,5 +138,5 @@ def test_initial_cover_is_capped_and_reports_the_missing_class(tmp_path):
     full = ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(2, seed=0, min_per_class=1,
                                                                             max_extra_boxes=100)
     assert full.num_frames == len(ids) and full.uncovered == ['Cyclist']   # pool exhausted, no error
-    with pytest.raises(ValueError, match='min_per_class'):
+    with pytest.raises(ValueError, match='min_per_class must be an integer >= 0'):
         ActivePool(ids, LabelOracle(tmp_path, CLASSES)).initial_selection(2, seed=0, min_per_class=-1)

@@ -32,6 +32,13 @@ def check_budget(budget_boxes, what: str = 'budget_boxes') -> int:
     return int(budget_boxes)
 
 
+def check_min_per_class(value, what: str = 'min_per_class') -> int:
+    """Boxes each class must have in the initial set: an integer >= 0 (0: no class cover)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f'{what} must be an integer >= 0 (0: off), got {value!r}')
+    return int(value)
+
+
 def check_frame_ids(frame_ids: Sequence[str], what: str) -> List[str]:
     ids = [str(f) for f in frame_ids]
     if not ids:
@@ -190,8 +197,7 @@ class ActivePool:
         frames that are annotated are read, as for the plain draw; the extra boxes count against
         the budget like any other and are reported in `extra_boxes` / `uncovered`."""
         budget_boxes = check_budget(budget_boxes)
-        if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 0:
-            raise ValueError(f'initial_selection: min_per_class must be an integer >= 0, got {min_per_class!r}')
+        min_per_class = check_min_per_class(min_per_class)
         candidates = sorted(self.unlabelled)
         if not candidates:
             raise ValueError('initial_selection: no unlabelled frames left in the pool')

@@ -16,9 +16,9 @@ register_informational_key('ACTIVE_LEARNING')
 
 # INITIAL_MIN_PER_CLASS: round 0's random draw goes on past INITIAL_BOXES (by at most INITIAL_BOXES
 # again) until every class has this many labelled boxes; 0 turns it off (ActivePool.initial_selection)
-AL_DEFAULTS = {'INITIAL_BOXES': None, 'INITIAL_MIN_PER_CLASS': 1, 'BUDGET_BOXES': None, 'STRATEGY': None, 'STRATEGY_OPTIONS': {},
-               'MC_PASSES': 5, 'MC_DROPOUT_P': 0.2, 'SCORE_BATCH_SIZE': 4, 'POOL_SPLIT': None, 'CPSP': {},
-               'MIN_TRAIN_ITERS': 0}
+AL_DEFAULTS = {'INITIAL_BOXES': None, 'INITIAL_MIN_PER_CLASS': 1, 'BUDGET_BOXES': None, 'STRATEGY': None,
+               'STRATEGY_OPTIONS': {}, 'MC_PASSES': 5, 'MC_DROPOUT_P': 0.2, 'SCORE_BATCH_SIZE': 4,
+               'POOL_SPLIT': None, 'CPSP': {}, 'MIN_TRAIN_ITERS': 0}
 # REFRESH_INTERVAL 0: refreshing the bank with the model in CPSP training degraded it in every
 # benchmark run (docs/benchmarks_al.md); the refresh stays available, opt-in
 # GENERATIONS: CPSP trainings in sequence; generation g > 1 takes its pseudo bank from the finished

@@ -45,7 +45,7 @@ from .al_curve import map_from_eval, save_curve_png
 from .cpsp import CPSPBanks, build_banks
 from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
-from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget
+from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget, check_min_per_class
 from .round_data import INFOS_NAME, DBINFOS_NAME, labelled_training_cfg, write_labelled_data
 from .round_options import (AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, RoundOptions, check_floor,
                             config_hash, generation_floor, read_section)
@@ -84,10 +84,8 @@ class ActiveLearningRun:
             self.initial_boxes = check_budget(init if init is not None else self.budget_boxes, '--initial_boxes')
             mpc = opts.initial_min_per_class if opts.initial_min_per_class is not None \
                 else self.al['INITIAL_MIN_PER_CLASS']
-            if isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 0:
-                raise ValueError(f'--initial_min_per_class (ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS) must be an '
-                                 f'integer >= 0 (0: off), got {mpc!r}')
-            self.initial_min_per_class = mpc
+            self.initial_min_per_class = check_min_per_class(
+                mpc, '--initial_min_per_class (ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS)')
         except ValueError as e:
             raise ALInputError(str(e)) from None
         if opts.first_round < 0 or opts.rounds < 0 or (opts.rounds == 0 and not opts.final_round):
