@@ -6,6 +6,7 @@ import pytest
 from _active_helpers import CLASSES, fake_pool_summaries, hand_summary, tiny_data_cfg
 from pcdet_ext.active import (ActivePool, CPSPDataset, LabelOracle, build_banks, class_thresholds,
                               compose_scene, kmeans_1d, merge_candidates, refresh_pseudo_bank)
+from pcdet_ext.active.cpsp import rotate_about_sensor
 from pcdet_ext.datasets.synthetic import generate_dataset
 from pcdet_ext.ops.iou3d_nms import boxes_iou_bev
 
@@ -67,6 +68,54 @@ def test_pseudo_scenes_have_no_overlaps_and_are_seeded(setup):
         np.testing.assert_array_equal(again['points'], s['points'])
         np.testing.assert_array_equal(again['gt_boxes'], b)
     assert placed > 8
+
+
+def test_rotation_about_the_sensor_keeps_range_view_and_points():
+    rng = np.random.default_rng(0)
+    box = np.array([12.0, 5.0, -1.0, 4.0, 1.7, 1.5, 0.3])
+    pts = np.c_[rng.uniform(-1.5, 1.5, (50, 3)), rng.uniform(0, 1, 50)].astype(np.float32)
+    for angle in (0.4, -0.25, np.pi):
+        p2, b2 = rotate_about_sensor(pts, box, angle)
+        assert np.hypot(*b2[:2]) == pytest.approx(np.hypot(*box[:2]))
+        azimuth = np.arctan2(b2[1], b2[0]) - np.arctan2(box[1], box[0])
+        assert np.cos(azimuth - angle) == pytest.approx(1.0)
+        # heading relative to the viewing ray unchanged: the sensor sees the same side
+        assert np.cos((b2[6] - np.arctan2(b2[1], b2[0])) - (box[6] - np.arctan2(box[1], box[0]))) == pytest.approx(1.0)
+        assert -np.pi <= b2[6] < np.pi
+        np.testing.assert_allclose(np.linalg.norm(p2[:, :2], axis=1), np.linalg.norm(pts[:, :2], axis=1), rtol=1e-5)
+        np.testing.assert_array_equal(p2[:, 2:], pts[:, 2:])
+        # points in the object's own frame do not move
+        def local(p, b):
+            c, s = np.cos(-b[6]), np.sin(-b[6])
+            return p[:, :2].astype(np.float64) @ np.array([[c, -s], [s, c]]).T
+        np.testing.assert_allclose(local(p2, b2), local(pts, box), atol=1e-5)
+    before = pts.copy()
+    rotate_about_sensor(pts, box, 0.4)
+    np.testing.assert_array_equal(pts, before)  # the bank object is not changed in place
+
+
+def test_rotated_pseudo_scenes_move_objects_without_overlaps(setup):
+    from pcdet_ext.ops.roiaware_pool3d import points_in_boxes_mask
+    root, _, _, banks = setup
+    recorded = {tuple(np.round(o.box[:2], 4)) for o in banks.objects}
+    moved = checked = 0
+    for seed in range(4):
+        plain = compose_scene(banks, root, np.random.default_rng(seed), OBJ, negatives_per_scene=0)
+        assert {tuple(np.round(b[:2], 4)) for b in plain['gt_boxes']} <= recorded
+        s = compose_scene(banks, root, np.random.default_rng(seed), OBJ, negatives_per_scene=2, object_rotation=0.5)
+        again = compose_scene(banks, root, np.random.default_rng(seed), OBJ, negatives_per_scene=2, object_rotation=0.5)
+        np.testing.assert_array_equal(again['points'], s['points'])
+        b = s['gt_boxes']
+        moved += sum(tuple(np.round(x[:2], 4)) not in recorded for x in b)
+        if len(b) > 1:
+            iou = np.asarray(boxes_iou_bev(b, b))
+            np.fill_diagonal(iou, 0)
+            assert iou.max() == 0
+        # each labelled box holds its object's points (at least the bank's minimum of 5)
+        inside = np.asarray(points_in_boxes_mask(np.ascontiguousarray(s['points'][:, :3]), b)).sum(axis=1)
+        assert (inside >= 5).all()
+        checked += len(b)
+    assert checked > 8 and moved == checked
 
 
 def test_ground_alignment_puts_boxes_on_local_ground(setup):
@@ -133,6 +182,11 @@ def test_cpsp_dataset(setup, tmp_path):
     epoch0 = [(ds.scene(i)['frame_id'], len(ds.scene(i)['points'])) for i in range(4)]
     ds.set_epoch(1)
     assert [(ds.scene(i)['frame_id'], len(ds.scene(i)['points'])) for i in range(4)] != epoch0
+    rot = build_dataset(tiny_data_cfg(tmp_path, root, extra + '    OBJECT_ROTATION: 0.3\n'), CLASSES, training=False)
+    assert rot.object_rotation == 0.3 and len(rot[1]['gt_boxes']) > 0
+    for bad_rot in ('-0.1', '4.0', 'True', 'abc'):
+        with pytest.raises(ValueError, match='OBJECT_ROTATION'):
+            CPSPDataset(tiny_data_cfg(tmp_path, root, extra + f'    OBJECT_ROTATION: {bad_rot}\n'), CLASSES)
     bad = tiny_data_cfg(tmp_path, root, extra.replace('random_world_flip', 'gt_sampling'))
     with pytest.raises(ValueError, match='gt_sampling'):
         CPSPDataset(bad, CLASSES, training=True)

@@ -272,6 +272,8 @@ def _cli():
      'MAX_CANDIDATES must be an integer >= 0'),
     (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.GENERATIONS', '0'],
      'GENERATIONS must be an integer >= 1'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.OBJECT_ROTATION', '4.0'],
+     'OBJECT_ROTATION must be an angle in [0, pi]'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS', '-1'],
      'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
     (['--strategy', 'random', '--initial_min_per_class', '-2'], 'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),

@@ -66,3 +66,29 @@ def test_right_and_tight_overlaps_are_kittis():
     tool = _tool()
     assert [tool.match_iou(c) for c in ('Car', 'Pedestrian', 'Cyclist')] == [0.5, 0.25, 0.25]
     assert [tool.tight_iou(c) for c in ('Car', 'Pedestrian', 'Cyclist')] == [0.7, 0.5, 0.5]
+
+
+def test_background_leftovers_count_objects_not_cut_out(root):
+    from pcdet_ext.active.cpsp import _cut_objects, _frame_points
+    from pcdet_ext.geometry import enlarge_box3d
+    fid = '000000'
+    gt = LabelOracle(root, ['Car', 'Pedestrian'], labelled=[fid]).read(fid)
+    names, boxes = gt['gt_names_lidar'], gt['gt_boxes_lidar'].astype(np.float64)
+    pts = _cut_objects(_frame_points(root, fid), boxes)
+    seen = {c: sum(n == c and len(p) >= 5 for n, p in zip(names, pts)) for c in ('Car', 'Pedestrian')}
+    car = next(i for i, (n, p) in enumerate(zip(names, pts)) if n == 'Car' and len(p) >= 5)
+    assert seen['Car'] >= 2, 'the synthetic frame needs two cars with points for this test'
+    tool = _tool()
+
+    def left(remove):
+        banks = CPSPBanks(class_names=['Car', 'Pedestrian'], backgrounds=[
+            {'frame_id': fid, 'source': 'pseudo', 'remove_boxes': remove},
+            {'frame_id': '000001', 'source': 'labelled', 'remove_boxes': np.zeros((0, 7))}])  # not counted
+        return tool.background_leftovers(banks, root, ['Car', 'Pedestrian'])
+
+    nothing_cut = left(np.zeros((0, 7)))
+    assert nothing_cut == {c: {'left': seen[c], 'objects': seen[c]} for c in seen}
+    one_cut = left(enlarge_box3d(boxes[car:car + 1], (0.2, 0.2, 0.2)))
+    assert one_cut['Car'] == {'left': seen['Car'] - 1, 'objects': seen['Car']}
+    assert one_cut['Pedestrian'] == nothing_cut['Pedestrian']
+    assert left(enlarge_box3d(boxes, (0.2, 0.2, 0.2)))['Car']['left'] == 0

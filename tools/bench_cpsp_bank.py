@@ -6,7 +6,8 @@
 
 For each bank and class: pseudo objects in the bank / their precision / recall of the class's
 objects in the bank's unlabelled frames / how well the right ones are placed (mean BEV IoU with
-their labelled box, share at KITTI's AP threshold: 0.7 Car, 0.5 other classes). A pseudo object
+their labelled box, share at KITTI's AP threshold: 0.7 Car, 0.5 other classes), then how many
+labelled objects the pseudo backgrounds still hold once their candidates are cut out. A pseudo object
 is right when a labelled box of its class in its frame overlaps it with BEV IoU >= 0.5 (Car) or
 0.25 (other classes); each labelled box counts once for recall. This opens the label files of the
 unlabelled frames on purpose: it checks the method from outside and is never part of a round
@@ -87,6 +88,34 @@ def bank_quality(banks: CPSPBanks, root, class_names: Sequence[str]) -> Dict[str
     return out
 
 
+def background_leftovers(banks: CPSPBanks, root, class_names: Sequence[str], min_points: int = 5,
+                         keep_share: float = 0.5) -> Dict[str, dict]:
+    """{class: {'left', 'objects'}} over the bank's pseudo backgrounds: of the labelled objects
+    with >= min_points points, how many keep >= keep_share of them once the background's candidate
+    boxes are cut out. Each one left is a real object that the pseudo-scenes built on that
+    background show as unlabelled, i.e. teach as background."""
+    from pcdet_ext.active.cpsp import _cut_objects, _frame_points
+    from pcdet_ext.datasets.augmentor.object_paste import remove_points_in_boxes
+    bgs = [b for b in banks.backgrounds if b['source'] == 'pseudo']
+    truth = LabelOracle(root, class_names, labelled=[b['frame_id'] for b in bgs])
+    out = {c: {'left': 0, 'objects': 0} for c in class_names}
+    for bg in bgs:
+        g = truth.read(bg['frame_id'])
+        keep = np.isin(g['gt_names_lidar'], list(class_names))
+        if not keep.any():
+            continue
+        boxes = g['gt_boxes_lidar'][keep].astype(np.float64)
+        points = _frame_points(Path(root), bg['frame_id'])
+        cut = np.asarray(bg['remove_boxes'])
+        kept = remove_points_in_boxes(points, cut) if len(cut) else points
+        for name, before, after in zip(g['gt_names_lidar'][keep], _cut_objects(points, boxes),
+                                       _cut_objects(kept, boxes)):
+            if len(before) >= min_points:
+                out[name]['objects'] += 1
+                out[name]['left'] += int(len(after) >= keep_share * len(before))
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('banks', nargs='+', help='cpsp_banks.pkl files')
@@ -100,15 +129,25 @@ def main(argv=None) -> int:
     print('| bank | ' + ' | '.join(
         f'{c}: objects / precision / recall / mean BEV IoU / share >= {tight_iou(c)}' for c in args.classes) + ' |')
     print('|---|' + '---|' * len(args.classes))
+    left = {}
     for f in args.banks:
         try:
-            q = bank_quality(CPSPBanks.load(f), args.data_path, args.classes)
+            banks = CPSPBanks.load(f)
+            q = bank_quality(banks, args.data_path, args.classes)
+            left[f] = background_leftovers(banks, args.data_path, args.classes)
         except (OSError, ValueError) as e:
             print(f'bench_cpsp_bank.py: error: {e}', file=sys.stderr)
             return 2
         print(f'| {f} | ' + ' | '.join(
             f'{q[c]["objects"]} / {q[c]["precision"]:.2f} / {q[c]["recall"]:.2f} / {q[c]["mean_iou"]:.3f}'
             f' / {q[c]["tight"]:.2f}' for c in args.classes) + ' |')
+    print('\nLabelled objects left in the pseudo backgrounds (unlabelled in every scene built on them):\n')
+    print('| bank | ' + ' | '.join(f'{c}: left / objects (share)' for c in args.classes) + ' |')
+    print('|---|' + '---|' * len(args.classes))
+    for f, lo in left.items():
+        print(f'| {f} | ' + ' | '.join(
+            f'{lo[c]["left"]} / {lo[c]["objects"]} ({lo[c]["left"] / max(lo[c]["objects"], 1):.2f})'
+            for c in args.classes) + ' |')
     return 0
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..datasets.augmentor.object_paste import paste_objects, remove_points_in_boxes
 from ..datasets.data_io import atomic_pickle_dump, load_pickle, read_lidar_bin
-from ..geometry import enlarge_box3d
+from ..geometry import enlarge_box3d, limit_period
 from .pool import LabelOracle
 from .summaries import Summaries, check_summaries
 
@@ -303,9 +303,35 @@ def ground_z(points: np.ndarray, box: np.ndarray, radius_margin: float = 1.0, n_
     return float(z.mean())
 
 
+def check_object_rotation(value, what: str = 'CPSP.OBJECT_ROTATION') -> float:
+    """The largest per-object turn (radians) as a float; ValueError unless a number in [0, pi]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= np.pi:
+        raise ValueError(f'{what} must be an angle in [0, pi] (radians; 0: recorded poses), got {value!r}')
+    return float(value)
+
+
+def rotate_about_sensor(points: np.ndarray, box: np.ndarray, angle: float):
+    """An object turned by `angle` about the sensor's z axis: its centre moves along the circle of
+    its range and its heading and box-centred points turn with it. The sensor then sees the same
+    side of it from the same range, so its point pattern stays what a scan there would give."""
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    box = box.copy()
+    box[:2] = rot @ box[:2]
+    box[6] = float(limit_period(box[6] + angle))
+    points = points.copy()
+    points[:, :2] = (points[:, :2].astype(np.float64) @ rot.T).astype(points.dtype)
+    return points, box
+
+
 def compose_scene(banks: CPSPBanks, root, rng: np.random.Generator, objects_per_class: Dict[str, int],
-                  negatives_per_scene: int = 5, ground_align: bool = True) -> dict:
-    """One pseudo-scene: {frame_id (background), points, gt_boxes (K, 7), gt_names (K,)}."""
+                  negatives_per_scene: int = 5, ground_align: bool = True, object_rotation: float = 0.0) -> dict:
+    """One pseudo-scene: {frame_id (background), points, gt_boxes (K, 7), gt_names (K,)}.
+
+    object_rotation > 0 turns each object by an angle drawn uniformly in [-object_rotation,
+    object_rotation] about the sensor (`rotate_about_sensor`) before the collision check: with a
+    few dozen labelled pedestrians or cyclists, the recorded poses alone would show every one of
+    them at the same few places. 0 keeps the recorded poses (and draws nothing)."""
     from ..ops.iou3d_nms import boxes_iou_bev
     if not banks.backgrounds:
         raise ValueError('compose_scene: the bank has no backgrounds')
@@ -329,7 +355,9 @@ def compose_scene(banks: CPSPBanks, root, rng: np.random.Generator, objects_per_
         todo += [(banks.negatives[j], False) for j in rng.choice(len(banks.negatives), size=n, replace=False)]
     placed_boxes, placed_pts, labelled = [], [], []
     for obj, positive in todo:
-        box = obj.box.astype(np.float64).copy()
+        box, pts = obj.box.astype(np.float64).copy(), obj.points
+        if object_rotation > 0:
+            pts, box = rotate_about_sensor(pts, box, rng.uniform(-object_rotation, object_rotation))
         if placed_boxes:
             iou = np.asarray(boxes_iou_bev(box[None].astype(np.float32), np.stack(placed_boxes).astype(np.float32)))
             if (iou > 0).any():
@@ -339,7 +367,7 @@ def compose_scene(banks: CPSPBanks, root, rng: np.random.Generator, objects_per_
             if g is not None:
                 box[2] = g + box[5] / 2
         placed_boxes.append(box)
-        placed_pts.append(obj.points)
+        placed_pts.append(pts)
         labelled.append((positive, obj.name))
     if placed_boxes:
         points, _ = paste_objects(points, None, placed_pts, np.stack(placed_boxes).astype(np.float32), relative=True)

@@ -13,6 +13,7 @@ ground truth) and FOV_POINTS_ONLY:
         NEGATIVES_PER_SCENE: 5
         LABELLED_FRAME_SHARE: 0.2      # share of plain labelled frames
         GROUND_ALIGN: True
+        OBJECT_ROTATION: 0.0           # turn each pasted object about the sensor by up to this (rad)
         SEED: 0
 
 Scene i of epoch e is drawn from np.random.default_rng([SEED, e, i]): the same scenes whatever
@@ -30,7 +31,7 @@ from ..datasets.data_io import DEFAULT_IMAGE_SHAPE, read_image_shape
 from ..datasets.dataset_template import DatasetTemplate
 from ..geometry import Calibration, points_in_image
 from ..registry import register
-from .cpsp import CPSPBanks, compose_scene, labelled_scene, refresh_pseudo_bank
+from .cpsp import CPSPBanks, check_object_rotation, compose_scene, labelled_scene, refresh_pseudo_bank
 
 DEFAULT_NUM_SCENES = 500  # pseudo-scenes per epoch when CPSP.NUM_SCENES is unset
 
@@ -69,6 +70,7 @@ class CPSPDataset(DatasetTemplate):
         self.negatives_per_scene = int(c.get('NEGATIVES_PER_SCENE', 5))
         self.labelled_frame_share = float(c.get('LABELLED_FRAME_SHARE', 0.2))
         self.ground_align = bool(c.get('GROUND_ALIGN', True))
+        self.object_rotation = check_object_rotation(c.get('OBJECT_ROTATION', 0.0))
         self.seed = int(c.get('SEED', 0))
         unknown = sorted(set(self.objects_per_scene) - set(self.class_names))
         if unknown:
@@ -117,7 +119,8 @@ class CPSPDataset(DatasetTemplate):
         if self.banks.labelled_frames and rng.random() < self.labelled_frame_share:
             return labelled_scene(self.banks, self.root_path, rng)
         return compose_scene(self.banks, self.root_path, rng, self.objects_per_scene,
-                             negatives_per_scene=self.negatives_per_scene, ground_align=self.ground_align)
+                             negatives_per_scene=self.negatives_per_scene, ground_align=self.ground_align,
+                             object_rotation=self.object_rotation)
 
     def __getitem__(self, index):
         s = self.scene(index)

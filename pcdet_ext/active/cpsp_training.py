@@ -26,7 +26,7 @@ from .round_data import labelled_training_cfg
 log = logging.getLogger(__name__)
 
 CPSP_DATASET_KEYS = ('NUM_SCENES', 'OBJECTS_PER_SCENE', 'NEGATIVES_PER_SCENE', 'LABELLED_FRAME_SHARE',
-                     'GROUND_ALIGN')
+                     'GROUND_ALIGN', 'OBJECT_ROTATION')
 
 
 class EpochHookSampler(DistributedSampler):

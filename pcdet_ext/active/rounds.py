@@ -42,7 +42,7 @@ import numpy as np
 
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
-from .cpsp import CPSPBanks, build_banks
+from .cpsp import CPSPBanks, build_banks, check_object_rotation
 from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget, check_min_per_class
@@ -110,6 +110,10 @@ class ActiveLearningRun:
             gen = self.cpsp_opts['GENERATIONS']
             if isinstance(gen, bool) or not isinstance(gen, int) or gen < 1:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.GENERATIONS must be an integer >= 1, got {gen!r}')
+            try:
+                check_object_rotation(self.cpsp_opts['OBJECT_ROTATION'], 'ACTIVE_LEARNING.CPSP.OBJECT_ROTATION')
+            except ValueError as e:
+                raise ALInputError(str(e)) from None
         if opts.pretrained_model is not None:
             try:
                 read_checkpoint(opts.pretrained_model)
