@@ -69,12 +69,12 @@ def test_right_and_tight_overlaps_are_kittis():
 
 
 def test_background_leftovers_count_objects_not_cut_out(root):
-    from pcdet_ext.active.cpsp import _cut_objects, _frame_points
+    from pcdet_ext.active.cpsp import cut_objects, frame_points
     from pcdet_ext.geometry import enlarge_box3d
     fid = '000000'
     gt = LabelOracle(root, ['Car', 'Pedestrian'], labelled=[fid]).read(fid)
     names, boxes = gt['gt_names_lidar'], gt['gt_boxes_lidar'].astype(np.float64)
-    pts = _cut_objects(_frame_points(root, fid), boxes)
+    pts = cut_objects(frame_points(root, fid), boxes)
     seen = {c: sum(n == c and len(p) >= 5 for n, p in zip(names, pts)) for c in ('Car', 'Pedestrian')}
     car = next(i for i, (n, p) in enumerate(zip(names, pts)) if n == 'Car' and len(p) >= 5)
     assert seen['Car'] >= 2, 'the synthetic frame needs two cars with points for this test'

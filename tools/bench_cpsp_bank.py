@@ -94,7 +94,7 @@ def background_leftovers(banks: CPSPBanks, root, class_names: Sequence[str], min
     with >= min_points points, how many keep >= keep_share of them once the background's candidate
     boxes are cut out. Each one left is a real object that the pseudo-scenes built on that
     background show as unlabelled, i.e. teach as background."""
-    from pcdet_ext.active.cpsp import _cut_objects, _frame_points
+    from pcdet_ext.active.cpsp import cut_objects, frame_points
     from pcdet_ext.datasets.augmentor.object_paste import remove_points_in_boxes
     bgs = [b for b in banks.backgrounds if b['source'] == 'pseudo']
     truth = LabelOracle(root, class_names, labelled=[b['frame_id'] for b in bgs])
@@ -105,11 +105,11 @@ def background_leftovers(banks: CPSPBanks, root, class_names: Sequence[str], min
         if not keep.any():
             continue
         boxes = g['gt_boxes_lidar'][keep].astype(np.float64)
-        points = _frame_points(Path(root), bg['frame_id'])
+        points = frame_points(Path(root), bg['frame_id'])
         cut = np.asarray(bg['remove_boxes'])
         kept = remove_points_in_boxes(points, cut) if len(cut) else points
-        for name, before, after in zip(g['gt_names_lidar'][keep], _cut_objects(points, boxes),
-                                       _cut_objects(kept, boxes)):
+        for name, before, after in zip(g['gt_names_lidar'][keep], cut_objects(points, boxes),
+                                       cut_objects(kept, boxes)):
             if len(before) >= min_points:
                 out[name]['objects'] += 1
                 out[name]['left'] += int(len(after) >= keep_share * len(before))

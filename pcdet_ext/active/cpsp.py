@@ -119,11 +119,11 @@ def class_thresholds(summaries: Summaries, class_names: Sequence[str], seed: int
 
 
 # ---------------------------------------------------------------------------- banks
-def _frame_points(root: Path, fid: str) -> np.ndarray:
+def frame_points(root: Path, fid: str) -> np.ndarray:
     return read_lidar_bin(root / 'training' / 'velodyne' / f'{fid}.bin')
 
 
-def _cut_objects(points: np.ndarray, boxes: np.ndarray) -> List[np.ndarray]:
+def cut_objects(points: np.ndarray, boxes: np.ndarray) -> List[np.ndarray]:
     """Box-centred points inside each box."""
     if len(boxes) == 0:
         return []
@@ -147,9 +147,9 @@ def build_labelled_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str],
         annos = oracle.read(fid)
         boxes = np.asarray(annos['gt_boxes_lidar'], dtype=np.float64).reshape(-1, 7)
         names = np.asarray(annos['gt_names_lidar'])
-        points = _frame_points(root, fid)
+        points = frame_points(root, fid)
         keep = np.array([n in class_names for n in names], dtype=bool)
-        for box, name, pts in zip(boxes[keep], names[keep], _cut_objects(points, boxes[keep])):
+        for box, name, pts in zip(boxes[keep], names[keep], cut_objects(points, boxes[keep])):
             if len(pts) >= min_points:
                 banks.objects.append(BankObject(pts, box.astype(np.float32), str(name), 1.0, fid, 'gt'))
         banks.backgrounds.append({'frame_id': fid, 'source': 'labelled',
@@ -223,11 +223,11 @@ def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], bounda
     for fid in sorted(candidates):
         c = candidates[fid]
         boxes = np.asarray(c['boxes'], dtype=np.float64).reshape(-1, 7)
-        points = _frame_points(root, fid)
+        points = frame_points(root, fid)
         cls = np.asarray(c['labels'], dtype=np.int64) - 1
         high = c['scores'] >= thr[cls] if len(boxes) else np.zeros(0, dtype=bool)
         negative = c['scores'] < bnd[cls] if len(boxes) else np.zeros(0, dtype=bool)
-        for k, pts in enumerate(_cut_objects(points, boxes)):
+        for k, pts in enumerate(cut_objects(points, boxes)):
             if len(pts) < min_points or not (high[k] or negative[k]):
                 continue
             obj = BankObject(pts, boxes[k].astype(np.float32), names[int(c['labels'][k]) - 1],
@@ -336,7 +336,7 @@ def compose_scene(banks: CPSPBanks, root, rng: np.random.Generator, objects_per_
     if not banks.backgrounds:
         raise ValueError('compose_scene: the bank has no backgrounds')
     bg = banks.backgrounds[int(rng.integers(len(banks.backgrounds)))]
-    points = _frame_points(Path(root), bg['frame_id'])
+    points = frame_points(Path(root), bg['frame_id'])
     if len(bg['remove_boxes']):
         points = remove_points_in_boxes(points, np.asarray(bg['remove_boxes']))
     by_class: Dict[str, List[int]] = {}
@@ -382,5 +382,5 @@ def labelled_scene(banks: CPSPBanks, root, rng: np.random.Generator) -> dict:
     if not banks.labelled_frames:
         raise ValueError('labelled_scene: the bank has no labelled frames')
     lf = banks.labelled_frames[int(rng.integers(len(banks.labelled_frames)))]
-    return {'frame_id': lf['frame_id'], 'points': _frame_points(Path(root), lf['frame_id']),
+    return {'frame_id': lf['frame_id'], 'points': frame_points(Path(root), lf['frame_id']),
             'gt_boxes': np.asarray(lf['boxes'], np.float32).reshape(-1, 7), 'gt_names': np.asarray(lf['names'])}
