@@ -6,7 +6,9 @@ import pytest
 from _active_helpers import CLASSES, fake_pool_summaries, hand_summary, tiny_data_cfg
 from pcdet_ext.active import (ActivePool, CPSPDataset, LabelOracle, build_banks, class_thresholds,
                               compose_scene, kmeans_1d, merge_candidates, refresh_pseudo_bank)
-from pcdet_ext.active.cpsp import rotate_about_sensor
+from pcdet_ext.active.cpsp import cut_threshold, frame_points, rotate_about_sensor
+from pcdet_ext.active.summaries import FrameSummary
+from pcdet_ext.datasets.augmentor.object_paste import remove_points_in_boxes
 from pcdet_ext.datasets.synthetic import generate_dataset
 from pcdet_ext.ops.iou3d_nms import boxes_iou_bev
 
@@ -245,3 +247,43 @@ def test_boxes_over_empty_space_do_not_evict_real_candidates(setup):
     for f, c in banks.candidates.items():
         np.testing.assert_array_equal(fresh.candidates[f]['boxes'], c['boxes'])
     assert [o.box.tolist() for o in fresh.objects] == [o.box.tolist() for o in banks.objects]
+
+
+def test_background_threshold_cuts_low_boxes_from_backgrounds_only(setup):
+    """Boxes between BACKGROUND_THRESH and LOW_THRESH are cut out of the pseudo backgrounds (with the
+    margin in length and width) and are neither objects nor negatives."""
+    root, pool, summaries, _ = setup
+    oracle = LabelOracle(root, CLASSES, labelled=pool.labelled)
+    low = {f: FrameSummary(f, s.boxes, s.scores * np.where(np.arange(s.num_boxes) % 2, 0.1, 1.0), s.labels,
+                           s.cls_probs, s.box_features, s.frame_feature, s.box_num_points)
+           for f, s in summaries.items()}  # every second box scored 10x lower
+    plain = build_banks(root, oracle, pool.labelled, low, CLASSES, seed=0)
+    wide = build_banks(root, oracle, pool.labelled, low, CLASSES, seed=0, background_thresh=0.0,
+                       background_margin=0.6)
+    assert cut_threshold(plain) == 0.1 and cut_threshold(wide) == 0.0
+    assert wide.boundaries == plain.boundaries
+    assert [(o.frame_id, o.box.tolist(), o.kind) for o in wide.objects] == \
+        [(o.frame_id, o.box.tolist(), o.kind) for o in plain.objects]
+    assert [(o.frame_id, o.box.tolist()) for o in wide.negatives] == \
+        [(o.frame_id, o.box.tolist()) for o in plain.negatives]
+    assert all(o.score >= 0.1 for o in wide.negatives)
+    extra = 0
+    for a, b in zip(plain.backgrounds, wide.backgrounds):
+        if a['source'] != 'pseudo':
+            np.testing.assert_array_equal(a['remove_boxes'], b['remove_boxes'])  # labelled: unchanged
+            continue
+        s = low[b['frame_id']]
+        k = (s.scores >= 0.0) & (s.box_num_points >= 5)
+        assert len(b['remove_boxes']) == k.sum() and len(a['remove_boxes']) == ((s.scores >= 0.1) & k).sum()
+        np.testing.assert_allclose(b['remove_boxes'][:, 3:6], s.boxes[k, 3:6] + [0.6, 0.6, 0.2], atol=1e-5)
+        extra += len(b['remove_boxes']) - len(a['remove_boxes'])
+        pts = frame_points(root, b['frame_id'])
+        assert len(remove_points_in_boxes(pts, b['remove_boxes'])) <= \
+            len(remove_points_in_boxes(pts, a['remove_boxes']) if len(a['remove_boxes']) else pts)
+    assert extra > 0, 'the fixture should have boxes below LOW_THRESH'
+    kept = refresh_pseudo_bank(wide, root, low, seed=0)
+    assert (kept.background_thresh, kept.background_margin) == (0.0, 0.6)
+    for bad in ({'background_thresh': 1.5}, {'background_thresh': True}, {'background_margin': -0.1}):
+        with pytest.raises(ValueError, match='BACKGROUND_'):
+            build_banks(root, oracle, pool.labelled, low, CLASSES, **bad)
+

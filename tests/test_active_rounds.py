@@ -274,6 +274,10 @@ def _cli():
      'GENERATIONS must be an integer >= 1'),
     (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.OBJECT_ROTATION', '4.0'],
      'OBJECT_ROTATION must be an angle in [0, pi]'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.BACKGROUND_THRESH', '1.5'],
+     'BACKGROUND_THRESH must be null (LOW_THRESH) or a number in [0, 1]'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.BACKGROUND_MARGIN', '-0.5'],
+     'BACKGROUND_MARGIN must be a number of metres >= 0'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS', '-1'],
      'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
     (['--strategy', 'random', '--initial_min_per_class', '-2'], 'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
@@ -287,6 +291,20 @@ def test_bad_input_fails_before_any_work(data, tmp_path, capsys, extra, message)
     assert _cli().main(argv) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.rglob('round_*'))
+
+
+def test_cpsp_teacher_scores_below_the_model_threshold_only_when_needed(data, tmp_path):
+    """The teacher scores the pool at the lowest candidate score the banks use (LOW_THRESH or
+    BACKGROUND_THRESH), and only when that is below the model's SCORE_THRESH."""
+    from pcdet_ext.active.rounds import ActiveLearningRun
+    _, _, cfg = data
+
+    def thresh(*sets):
+        return ActiveLearningRun(_opts(cfg, tmp_path, strategy='cal', cpsp=True, set_cfgs=list(sets))).cpsp_score_thresh()
+    assert thresh() is None                                                   # the tiny model keeps every box (0.0)
+    assert thresh('MODEL.POST_PROCESSING.SCORE_THRESH', '0.1') == 0.05        # BACKGROUND_THRESH 0.05
+    assert thresh('MODEL.POST_PROCESSING.SCORE_THRESH', '0.1', 'ACTIVE_LEARNING.CPSP.BACKGROUND_THRESH', '0.5') is None
+    assert thresh('MODEL.POST_PROCESSING.SCORE_THRESH', '0.3', 'ACTIVE_LEARNING.CPSP.BACKGROUND_THRESH', '0.5') == 0.1
 
 
 def test_min_train_iters_raises_epochs_of_small_labelled_sets(data, tmp_path):

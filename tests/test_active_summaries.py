@@ -7,6 +7,7 @@ import torch
 from _active_helpers import CLASSES, hand_summary, tiny_data_cfg
 from pcdet_ext.active import (LabelFreeKittiDataset, build_label_free_dataloader, build_strategy,
                               load_summaries, merge_summaries, save_summaries, score_pool)
+from pcdet_ext.active.summaries import score_threshold, summaries_above
 from pcdet_ext.datasets.synthetic import generate_dataset
 
 IDS = ['000000', '000001']
@@ -63,6 +64,30 @@ def test_mc_passes_are_stochastic_and_reproducible(scored):
             np.testing.assert_array_equal(a['scores'], b['scores'])
     sel = build_strategy('mc_dropout').select(summ, None, 1, 0)
     assert sorted(sel.ranked) == IDS
+
+
+def test_scoring_lower_then_cutting_equals_scoring_at_the_threshold(scored):
+    """CPSP scores the pool below the model's threshold for its backgrounds and gives CAL the boxes
+    above it: those must be exactly what scoring at the model's threshold returns."""
+    _, _, loader, model, summ = scored
+    t = float(np.median(np.concatenate([s.scores for s in summ.values()])))
+    with score_threshold(model, t):
+        assert model.score_thresh == t and model.model_cfg.POST_PROCESSING.SCORE_THRESH == t
+        at_t = score_pool(model, loader)
+    assert model.score_thresh == 0.0 and model.model_cfg.POST_PROCESSING.SCORE_THRESH == 0.0  # restored
+    assert sum(len(at_t[f].scores) for f in IDS) < sum(len(summ[f].scores) for f in IDS)
+    cut = summaries_above(summ, t)
+    for f in IDS:
+        a, b = cut[f], at_t[f]
+        assert a.num_boxes == b.num_boxes and (a.scores >= t).all()
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-5)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.box_num_points, b.box_num_points)
+        np.testing.assert_allclose(a.box_features, b.box_features, atol=1e-5)
+        assert a.cls_probs.shape == b.cls_probs.shape and a.mc_passes is None
+    with score_threshold(model, None):  # None: the model's own threshold, untouched
+        assert model.score_thresh == 0.0
 
 
 def test_score_pool_refuses_a_labelled_loader(scored):

@@ -12,7 +12,9 @@ Banks:
   handful of frames): its 2-means boundary then splits "unlikely" from "less unlikely" (0.24 for
   pedestrians in docs/benchmarks_al.md, where 3 in 4 such boxes were wrong). Boxes between the
   boundary and the floor are neither objects nor negatives: too doubtful to paste either way,
-  they are only cut out of the backgrounds.
+  they are only cut out of the backgrounds. So are boxes between `background_thresh` and
+  `low_thresh` when the former is lower: a weak teacher scores many real objects of the
+  backgrounds low, and each one left there is taught as background in every scene built on it.
 Refresh (`refresh_pseudo_bank`): the new model's candidates are merged with the old ones per
 frame; boxes matched by BEV IoU keep the higher score. Each frame keeps at most
 `max_candidates` (the highest-scoring): an early CPSP model can fire hundreds of low-score boxes
@@ -63,6 +65,8 @@ class CPSPBanks:
     low_thresh: float = 0.1
     min_high_thresh: float = 0.0   # floor under the pseudo-object thresholds (0: the 2-means boundary alone)
     max_candidates: int = 0        # candidates kept per unlabelled frame, best first (0: all)
+    background_thresh: Optional[float] = None  # candidates cut from backgrounds from this score (None: low_thresh)
+    background_margin: float = 0.2  # metres added to each cut box's length and width (height: 0.2)
     boundaries: Dict[str, float] = field(default_factory=dict)  # per-class 2-means boundary (negatives below)
 
     def counts(self) -> dict:
@@ -83,6 +87,25 @@ class CPSPBanks:
         if not isinstance(obj, dict) or obj.get('version') != BANK_VERSION:
             raise ValueError(f'{path}: not a CPSP bank file of version {BANK_VERSION}')
         return obj['banks']
+
+
+def cut_threshold(banks: CPSPBanks) -> float:
+    """The lowest score a candidate needs: low_thresh, or background_thresh when that is lower."""
+    low = float(banks.low_thresh)
+    bg = getattr(banks, 'background_thresh', None)
+    return low if bg is None else min(low, float(bg))
+
+
+def check_background_options(background_thresh, background_margin, what: str = 'CPSP') -> None:
+    """background_thresh: None or a number in [0, 1]; background_margin: a number >= 0 (metres)."""
+    if background_thresh is not None and (isinstance(background_thresh, bool) or
+                                          not isinstance(background_thresh, (int, float)) or
+                                          not 0.0 <= background_thresh <= 1.0):
+        raise ValueError(f'{what}: BACKGROUND_THRESH must be null (LOW_THRESH) or a number in [0, 1], '
+                         f'got {background_thresh!r}')
+    if isinstance(background_margin, bool) or not isinstance(background_margin, (int, float)) \
+            or not background_margin >= 0:
+        raise ValueError(f'{what}: BACKGROUND_MARGIN must be a number of metres >= 0, got {background_margin!r}')
 
 
 # ---------------------------------------------------------------------------- thresholds
@@ -213,10 +236,14 @@ def merge_candidates(old: Dict[str, dict], new: Dict[str, dict], match_iou: floa
 
 
 def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], boundaries: Dict[str, float],
-                     min_points: int = 5, remove_extra_width=(0.2, 0.2, 0.2)) -> CPSPBanks:
+                     min_points: int = 5) -> CPSPBanks:
     """Add pseudo objects (score >= max(boundary, banks.min_high_thresh)), hard negatives
-    (score < boundary) and pseudo backgrounds from unlabelled candidates (their velodyne points only)."""
+    (low_thresh <= score < boundary) and pseudo backgrounds from unlabelled candidates (their
+    velodyne points only), every candidate cut out, its length and width grown by
+    banks.background_margin (its height by 0.2 m, which keeps the ground under it)."""
     root = Path(root)
+    low = float(banks.low_thresh)
+    margin = float(getattr(banks, 'background_margin', 0.2))
     names = banks.class_names
     bnd = np.array([boundaries[c] for c in names], dtype=np.float64)
     thr = np.maximum(bnd, float(getattr(banks, 'min_high_thresh', 0.0)))
@@ -225,8 +252,9 @@ def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], bounda
         boxes = np.asarray(c['boxes'], dtype=np.float64).reshape(-1, 7)
         points = frame_points(root, fid)
         cls = np.asarray(c['labels'], dtype=np.int64) - 1
-        high = c['scores'] >= thr[cls] if len(boxes) else np.zeros(0, dtype=bool)
-        negative = c['scores'] < bnd[cls] if len(boxes) else np.zeros(0, dtype=bool)
+        scores = np.asarray(c['scores'], dtype=np.float64)
+        high = (scores >= thr[cls]) & (scores >= low) if len(boxes) else np.zeros(0, dtype=bool)
+        negative = (scores < bnd[cls]) & (scores >= low) if len(boxes) else np.zeros(0, dtype=bool)
         for k, pts in enumerate(cut_objects(points, boxes)):
             if len(pts) < min_points or not (high[k] or negative[k]):
                 continue
@@ -234,7 +262,7 @@ def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], bounda
                              float(c['scores'][k]), fid, 'pseudo' if high[k] else 'negative')
             (banks.objects if high[k] else banks.negatives).append(obj)
         banks.backgrounds.append({'frame_id': fid, 'source': 'pseudo',
-                                  'remove_boxes': enlarge_box3d(boxes, remove_extra_width) if len(boxes) else boxes})
+                                  'remove_boxes': enlarge_box3d(boxes, (margin, margin, 0.2)) if len(boxes) else boxes})
     banks.thresholds = {n: float(t) for n, t in zip(names, thr)}
     banks.boundaries = {n: float(b) for n, b in zip(names, bnd)}
     banks.candidates = candidates
@@ -244,9 +272,13 @@ def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], bounda
 def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summaries: Optional[Summaries],
                 class_names: Sequence[str], seed: int = 0, low_thresh: float = 0.1,
                 default_thresh: float = 0.5, min_points: int = 5, min_high_thresh: float = 0.0,
-                max_candidates: int = 0) -> CPSPBanks:
+                max_candidates: int = 0, background_thresh: Optional[float] = None,
+                background_margin: float = 0.2) -> CPSPBanks:
     """Labelled banks + pseudo banks from the unlabelled pool's summaries (None: labelled only).
-    `min_high_thresh` and `max_candidates` are kept in the banks, so refreshes apply them too."""
+    `min_high_thresh`, `max_candidates` and the background options are kept in the banks, so
+    refreshes apply them too. With background_thresh below the summaries' scoring threshold, the
+    pool must be scored at it (score_frames(score_thresh=cut_threshold(...)))."""
+    check_background_options(background_thresh, background_margin, 'build_banks')
     if not 0.0 <= float(min_high_thresh) <= 1.0:
         raise ValueError(f'build_banks: min_high_thresh must be in [0, 1], got {min_high_thresh!r}')
     if isinstance(max_candidates, bool) or int(max_candidates) != max_candidates or max_candidates < 0:
@@ -256,6 +288,8 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
     banks.low_thresh = float(low_thresh)
     banks.min_high_thresh = float(min_high_thresh)
     banks.max_candidates = int(max_candidates)
+    banks.background_thresh = None if background_thresh is None else float(background_thresh)
+    banks.background_margin = float(background_margin)
     if summaries:
         summaries = check_summaries(summaries, 'build_banks: summaries')
         overlap = sorted(labelled & set(summaries))
@@ -264,7 +298,7 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
                              f'unlabelled summaries')
         thresholds = class_thresholds(summaries, class_names, seed=seed, default=default_thresh,
                                       low_thresh=low_thresh)
-        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, low_thresh, banks.max_candidates,
+        add_pseudo_banks(banks, root, candidates_from_summaries(summaries, cut_threshold(banks), banks.max_candidates,
                                                                 min_points), thresholds, min_points=min_points)
     return banks
 
@@ -275,11 +309,13 @@ def refresh_pseudo_bank(banks: CPSPBanks, root, new_summaries: Summaries, seed: 
     """New banks: the labelled part kept, the pseudo part rebuilt from the old candidates merged
     with the new model's (matched boxes keep the higher score) and re-thresholded."""
     cap = int(getattr(banks, 'max_candidates', 0))
-    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), banks.low_thresh, cap,
-                                    min_points)
+    new = candidates_from_summaries(check_summaries(new_summaries, 'refresh: summaries'), cut_threshold(banks),
+                                    cap, min_points)
     merged = {f: top_candidates(c, cap) for f, c in merge_candidates(banks.candidates, new, match_iou).items()}
     out = CPSPBanks(class_names=list(banks.class_names), low_thresh=banks.low_thresh,
                     min_high_thresh=float(getattr(banks, 'min_high_thresh', 0.0)), max_candidates=cap,
+                    background_thresh=getattr(banks, 'background_thresh', None),
+                    background_margin=float(getattr(banks, 'background_margin', 0.2)),
                     objects=[o for o in banks.objects if o.kind == 'gt'],
                     backgrounds=[b for b in banks.backgrounds if b['source'] == 'labelled'],
                     labelled_frames=list(banks.labelled_frames))

@@ -27,9 +27,12 @@ AL_DEFAULTS = {'INITIAL_BOXES': None, 'INITIAL_MIN_PER_CLASS': 1, 'BUDGET_BOXES'
 CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'GENERATIONS': 1, 'LOW_THRESH': 0.1, 'MIN_HIGH_THRESH': 0.5,
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
-                 'GROUND_ALIGN': True, 'OBJECT_ROTATION': 0.0}
+                 'GROUND_ALIGN': True, 'OBJECT_ROTATION': 0.0, 'BACKGROUND_THRESH': None,
+                 'BACKGROUND_MARGIN': 0.2}
 # MIN_HIGH_THRESH: a number, or a list with one floor per generation (the last one goes on), for a
 # later, stronger teacher (on the synthetic benchmark [0.5, 0.4] did not beat 0.5: docs/benchmarks_al.md)
+# BACKGROUND_THRESH: candidates from this score up are cut out of the pseudo backgrounds (None:
+# LOW_THRESH); below the model's POST_PROCESSING.SCORE_THRESH the teacher scores the pool at it.
 RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
 
 

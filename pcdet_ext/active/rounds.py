@@ -42,7 +42,7 @@ import numpy as np
 
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
-from .cpsp import CPSPBanks, build_banks, check_object_rotation
+from .cpsp import CPSPBanks, build_banks, check_background_options, check_object_rotation
 from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget, check_min_per_class
@@ -52,7 +52,7 @@ from .round_options import (AL_DEFAULTS, CPSP_DEFAULTS, RECIPES, ALInputError, R
 from .round_stages import RoundStages, read_json, write_json
 from .strategies import Selection, build_strategy
 from .strategies.cal import merge_model_summaries
-from .summaries import load_summaries, save_summaries, score_frames
+from .summaries import load_summaries, save_summaries, score_frames, summaries_above
 
 
 class ActiveLearningRun:
@@ -112,6 +112,8 @@ class ActiveLearningRun:
                 raise ALInputError(f'ACTIVE_LEARNING.CPSP.GENERATIONS must be an integer >= 1, got {gen!r}')
             try:
                 check_object_rotation(self.cpsp_opts['OBJECT_ROTATION'], 'ACTIVE_LEARNING.CPSP.OBJECT_ROTATION')
+                check_background_options(self.cpsp_opts['BACKGROUND_THRESH'], self.cpsp_opts['BACKGROUND_MARGIN'],
+                                         'ACTIVE_LEARNING.CPSP')
             except ValueError as e:
                 raise ALInputError(str(e)) from None
         if opts.pretrained_model is not None:
@@ -549,13 +551,24 @@ class ActiveLearningRun:
         return ckpt
 
     # scoring --------------------------------------------------------------------------------
-    def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: Optional[bool] = None) -> dict:
+    def score(self, ckpt_or_model, ids, mc_passes: int = 0, dist: Optional[bool] = None,
+              score_thresh: Optional[float] = None) -> dict:
         """Summaries of `ids`; split across the ranks (and merged on each) when several run."""
         dist = self.dist if dist is None else dist
         return score_frames(self.cfg, ids, ckpt_or_model, root_path=self.root,
                             batch_size=int(self.al['SCORE_BATCH_SIZE']), workers=self.opts.workers,
                             device=self.device, mc_passes=mc_passes, dropout_p=float(self.al['MC_DROPOUT_P']),
-                            seed=self.opts.seed, dist=dist)
+                            seed=self.opts.seed, dist=dist, score_thresh=score_thresh)
+
+    def cpsp_score_thresh(self) -> Optional[float]:
+        """The score threshold a CPSP teacher scores the pool at: the lowest candidate score the banks
+        use (LOW_THRESH, or BACKGROUND_THRESH when lower) where it is below the model's
+        POST_PROCESSING.SCORE_THRESH, else None (the model's own)."""
+        model_thresh = self.cfg.MODEL.get('POST_PROCESSING', {}).get('SCORE_THRESH', None)
+        low = float(self.cpsp_opts['LOW_THRESH'])
+        bg = self.cpsp_opts['BACKGROUND_THRESH']
+        lowest = low if bg is None else min(low, float(bg))
+        return lowest if model_thresh is not None and lowest < float(model_thresh) else None
 
     @staticmethod
     def cpsp_names(gen: int) -> tuple:
@@ -577,16 +590,24 @@ class ActiveLearningRun:
         if st.is_done(stage):
             return banks_file
         d.mkdir(parents=True, exist_ok=True)
-        summ_file = st.dir / 'summaries_A.pkl' if gen == 1 else d / 'summaries_teacher.pkl'
-        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with {self.cpsp_teacher(gen)}')
-        summaries = self.score(teacher_ckpt, pool.unlabelled)
+        low_score = self.cpsp_score_thresh()
+        self._log(f'CPSP: scoring {len(pool.unlabelled)} unlabelled frames with {self.cpsp_teacher(gen)}'
+                  + (f' (score threshold {low_score:g})' if low_score is not None else ''))
+        summaries = self.score(teacher_ckpt, pool.unlabelled, score_thresh=low_score)
 
         def build():
-            save_summaries(summaries, summ_file)
+            if gen == 1:  # CAL reuses model A's summaries: they keep the model's own threshold
+                model_thresh = self.cfg.MODEL.POST_PROCESSING.SCORE_THRESH
+                save_summaries(summaries if low_score is None else summaries_above(summaries, model_thresh),
+                               st.dir / 'summaries_A.pkl')
+            if gen > 1 or low_score is not None:
+                save_summaries(summaries, d / 'summaries_teacher.pkl')
             banks = build_banks(self.root, oracle, pool.labelled, summaries, self.class_names,
                                 seed=self.opts.seed, low_thresh=float(self.cpsp_opts['LOW_THRESH']),
                                 min_high_thresh=generation_floor(self.cpsp_opts['MIN_HIGH_THRESH'], gen),
-                                max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']))
+                                max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']),
+                                background_thresh=self.cpsp_opts['BACKGROUND_THRESH'],
+                                background_margin=float(self.cpsp_opts['BACKGROUND_MARGIN']))
             banks.save(banks_file)
             st.mark(stage, {'banks': str(banks_file), 'counts': banks.counts(), 'teacher': str(teacher_ckpt)})
         self._on_main(build, lambda: None)
@@ -608,7 +629,8 @@ class ActiveLearningRun:
         loader_fn, net_fn, _ = make_cpsp_builders(
             lambda dataset_cfg: cpsp_dataset_cfg(dataset_cfg, options, banks_file, data['infos'], data['dbinfos']),
             banks, st.dir / sub, int(self.cpsp_opts['REFRESH_INTERVAL']),
-            lambda model, dist: self.score(model, unlabelled, dist=dist), sampler_seed=self.opts.seed)
+            lambda model, dist: self.score(model, unlabelled, dist=dist, score_thresh=self.cpsp_score_thresh()),
+            sampler_seed=self.opts.seed)
         epochs = self.cpsp_epochs()
         self._log(f'round {k}: CPSP training (generation {gen}, from model A) on pseudo-scenes from '
                   f'{self.cpsp_teacher(gen)}'

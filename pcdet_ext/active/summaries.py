@@ -14,6 +14,7 @@ gathers the per-rank dicts.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -57,6 +58,17 @@ class FrameSummary:
             self.frame_feature = np.asarray(self.frame_feature, dtype=np.float32).reshape(-1)
         if self.box_num_points is not None:
             self.box_num_points = np.asarray(self.box_num_points, dtype=np.int64).reshape(k)
+
+    def above(self, score_thresh: float) -> 'FrameSummary':
+        """The boxes scoring >= score_thresh, every per-box field cut alike (stochastic passes
+        dropped: they were run at the scoring threshold). Scored at a lower threshold and cut here,
+        a frame equals its scoring at `score_thresh`: NMS keeps boxes best first, so boxes below it
+        never suppress or displace one above it."""
+        k = self.scores >= score_thresh
+        cut = lambda a: None if a is None else a[k]  # noqa: E731
+        return FrameSummary(self.frame_id, self.boxes[k], self.scores[k], self.labels[k], self.cls_probs[k],
+                            cut(self.box_features), self.frame_feature, cut(self.box_num_points), None,
+                            dict(self.extra))
 
     @property
     def num_boxes(self) -> int:
@@ -249,10 +261,39 @@ def load_detector(model_cfg, class_names, ckpt, dataset, device):
     return model.to(device).eval()
 
 
+@contextlib.contextmanager
+def score_threshold(model, score_thresh: Optional[float]):
+    """The detector's post-processing score threshold set to `score_thresh` inside the block (None:
+    unchanged). Set both where this runtime reads it (`score_thresh`) and in the config that an
+    OpenPCDet detector reads at each call (model_cfg.POST_PROCESSING.SCORE_THRESH)."""
+    net = getattr(model, 'module', model)  # DistributedDataParallel holds the detector
+    post = getattr(getattr(net, 'model_cfg', None), 'POST_PROCESSING', None)
+    if score_thresh is None:
+        yield
+        return
+    old_attr = getattr(net, 'score_thresh', None)
+    had_key = post is not None and 'SCORE_THRESH' in post
+    old_key = post['SCORE_THRESH'] if had_key else None
+    net.score_thresh = float(score_thresh)
+    if post is not None:
+        post['SCORE_THRESH'] = float(score_thresh)
+    try:
+        yield
+    finally:
+        net.score_thresh = old_attr
+        if had_key:
+            post['SCORE_THRESH'] = old_key
+        elif post is not None:
+            del post['SCORE_THRESH']
+
+
 def score_frames(cfg, frame_ids: Sequence[str], model_or_ckpt, root_path=None, batch_size: int = 4,
                  workers: int = 0, device='cpu', mc_passes: int = 0, dropout_p: float = 0.2, seed: int = 0,
-                 dist: bool = False, progress: bool = False) -> Summaries:
+                 dist: bool = False, progress: bool = False, score_thresh: Optional[float] = None) -> Summaries:
     """Score `frame_ids` (read label-free) with a detector or a checkpoint of cfg.MODEL.
+
+    score_thresh: the detector's post-processing score threshold for this scoring only (None: its
+    POST_PROCESSING.SCORE_THRESH); a model passed in gets its own back afterwards.
 
     dist=True (torch.distributed initialised, e.g. under torchrun): each rank scores its share
     of the frames (a non-shuffled DistributedSampler) and every rank returns the merged dict."""
@@ -263,10 +304,17 @@ def score_frames(cfg, frame_ids: Sequence[str], model_or_ckpt, root_path=None, b
     if isinstance(model_or_ckpt, (str, os.PathLike)):
         model = load_detector(cfg.MODEL, class_names, model_or_ckpt, ds, device)
     was_training = model.training
-    with torch.no_grad():
-        out = score_pool(model, loader, mc_passes=mc_passes, dropout_p=dropout_p, seed=seed, progress=progress)
-    model.train(was_training)
+    try:
+        with score_threshold(model, score_thresh), torch.no_grad():
+            out = score_pool(model, loader, mc_passes=mc_passes, dropout_p=dropout_p, seed=seed, progress=progress)
+    finally:
+        model.train(was_training)
     return merge_summaries(out) if dist else out
+
+
+def summaries_above(summaries: Summaries, score_thresh: float) -> Summaries:
+    """Every frame's boxes scoring >= score_thresh (FrameSummary.above)."""
+    return {f: s.above(score_thresh) for f, s in summaries.items()}
 
 
 def merge_summaries(local: Summaries) -> Summaries:
