@@ -89,11 +89,14 @@ class CPSPBanks:
         return obj['banks']
 
 
-def cut_threshold(banks: CPSPBanks) -> float:
+def lowest_candidate_score(low_thresh: float, background_thresh: Optional[float] = None) -> float:
     """The lowest score a candidate needs: low_thresh, or background_thresh when that is lower."""
-    low = float(banks.low_thresh)
-    bg = getattr(banks, 'background_thresh', None)
-    return low if bg is None else min(low, float(bg))
+    return float(low_thresh) if background_thresh is None else min(float(low_thresh), float(background_thresh))
+
+
+def cut_threshold(banks: CPSPBanks) -> float:
+    """lowest_candidate_score of the banks' own thresholds."""
+    return lowest_candidate_score(banks.low_thresh, getattr(banks, 'background_thresh', None))
 
 
 def check_background_options(background_thresh, background_margin, what: str = 'CPSP') -> None:

@@ -42,7 +42,8 @@ import numpy as np
 
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
-from .cpsp import CPSPBanks, build_banks, check_background_options, check_object_rotation
+from .cpsp import (CPSPBanks, build_banks, check_background_options, check_object_rotation,
+                   lowest_candidate_score)
 from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget, check_min_per_class
@@ -565,9 +566,7 @@ class ActiveLearningRun:
         use (LOW_THRESH, or BACKGROUND_THRESH when lower) where it is below the model's
         POST_PROCESSING.SCORE_THRESH, else None (the model's own)."""
         model_thresh = self.cfg.MODEL.get('POST_PROCESSING', {}).get('SCORE_THRESH', None)
-        low = float(self.cpsp_opts['LOW_THRESH'])
-        bg = self.cpsp_opts['BACKGROUND_THRESH']
-        lowest = low if bg is None else min(low, float(bg))
+        lowest = lowest_candidate_score(self.cpsp_opts['LOW_THRESH'], self.cpsp_opts['BACKGROUND_THRESH'])
         return lowest if model_thresh is not None and lowest < float(model_thresh) else None
 
     @staticmethod
