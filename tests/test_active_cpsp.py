@@ -249,6 +249,31 @@ def test_boxes_over_empty_space_do_not_evict_real_candidates(setup):
     assert [o.box.tolist() for o in fresh.objects] == [o.box.tolist() for o in banks.objects]
 
 
+def test_negative_cap_keeps_only_low_scores_as_negatives(setup):
+    """NEGATIVE_MAX_THRESH: negatives are the boundary's negatives scoring below the cap; the boxes
+    above it are still cut out of the backgrounds, and the pseudo objects do not change."""
+    root, pool, summaries, _ = setup
+    oracle = LabelOracle(root, CLASSES, labelled=pool.labelled)
+    plain = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0)
+    cap = float(np.median([o.score for o in plain.negatives]))
+    capped = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0, negative_max_thresh=cap)
+    assert capped.negative_max_thresh == cap and capped.boundaries == plain.boundaries
+    assert [(o.frame_id, o.box.tolist(), o.kind) for o in capped.objects] == \
+        [(o.frame_id, o.box.tolist(), o.kind) for o in plain.objects]
+    below = [(o.frame_id, o.box.tolist()) for o in plain.negatives if o.score < cap]
+    assert 0 < len(below) < len(plain.negatives)
+    assert [(o.frame_id, o.box.tolist()) for o in capped.negatives] == below
+    for a, b in zip(plain.backgrounds, capped.backgrounds):
+        np.testing.assert_array_equal(a['remove_boxes'], b['remove_boxes'])
+    # a cap above every boundary changes nothing
+    loose = build_banks(root, oracle, pool.labelled, summaries, CLASSES, seed=0, negative_max_thresh=1.0)
+    assert len(loose.negatives) == len(plain.negatives)
+    assert refresh_pseudo_bank(capped, root, summaries, seed=0).negative_max_thresh == cap
+    for bad in (-0.1, 1.5, True, '0.2'):
+        with pytest.raises(ValueError, match='NEGATIVE_MAX_THRESH must be null'):
+            build_banks(root, oracle, pool.labelled, summaries, CLASSES, negative_max_thresh=bad)
+
+
 def test_background_threshold_cuts_low_boxes_from_backgrounds_only(setup):
     """Boxes between BACKGROUND_THRESH and LOW_THRESH are cut out of the pseudo backgrounds (with the
     margin in length and width) and are neither objects nor negatives."""

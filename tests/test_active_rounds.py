@@ -278,6 +278,8 @@ def _cli():
      'BACKGROUND_THRESH must be null (LOW_THRESH) or a number in [0, 1]'),
     (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.BACKGROUND_MARGIN', '-0.5'],
      'BACKGROUND_MARGIN must be a number of metres >= 0'),
+    (['--strategy', 'cal', '--cpsp', '--set', 'ACTIVE_LEARNING.CPSP.NEGATIVE_MAX_THRESH', '-0.1'],
+     'NEGATIVE_MAX_THRESH must be null (the 2-means boundary) or a number in [0, 1]'),
     (['--strategy', 'random', '--set', 'ACTIVE_LEARNING.INITIAL_MIN_PER_CLASS', '-1'],
      'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),
     (['--strategy', 'random', '--initial_min_per_class', '-2'], 'INITIAL_MIN_PER_CLASS) must be an integer >= 0'),

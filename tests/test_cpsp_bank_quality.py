@@ -92,3 +92,27 @@ def test_background_leftovers_count_objects_not_cut_out(root):
     assert one_cut['Car'] == {'left': seen['Car'] - 1, 'objects': seen['Car']}
     assert one_cut['Pedestrian'] == nothing_cut['Pedestrian']
     assert left(enlarge_box3d(boxes, (0.2, 0.2, 0.2)))['Car']['left'] == 0
+
+
+def test_negative_truth_counts_negatives_on_labelled_objects_by_band(root, tmp_path, capsys):
+    fid = '000000'
+    gt = LabelOracle(root, ['Car'], labelled=[fid]).read(fid)
+    car = gt['gt_boxes_lidar'][gt['gt_names_lidar'] == 'Car'][0]
+    far = car.copy()
+    far[:2] += 30.0
+
+    def neg(box, name, score):
+        o = _obj(box, name, fid)
+        o.kind, o.score = 'negative', score
+        return o
+    negatives = [neg(car, 'Car', 0.12), neg(far, 'Car', 0.35), neg(car, 'Car', 0.05),  # 0.05: under every band
+                 neg(car, 'Pedestrian', 0.2)]    # on a car: on an object whatever the class it was scored as
+    banks = CPSPBanks(class_names=['Car', 'Pedestrian'], negatives=negatives, candidates={fid: {}})
+    tool = _tool()
+    by = tool.negative_truth(banks, root, ['Car', 'Pedestrian'], bands=(0.1, 0.15, 0.3, 1.0))
+    assert by['Car'] == [(0.1, 0.15, 1, 1), (0.15, 0.3, 0, 0), (0.3, 1.0, 1, 0)]
+    assert by['Pedestrian'] == [(0.1, 0.15, 0, 0), (0.15, 0.3, 1, 1), (0.3, 1.0, 0, 0)]
+    f = tmp_path / 'negatives.pkl'
+    banks.save(f)
+    assert tool.main([str(f), '--data_path', str(root), '--classes', 'Car', 'Pedestrian']) == 0
+    assert f'| {f} | Pedestrian | 0 / 0 | 0 / 0 | 1 / 1 | 0 / 0 | 0 / 0 |' in capsys.readouterr().out

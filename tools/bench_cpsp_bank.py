@@ -7,7 +7,8 @@
 For each bank and class: pseudo objects in the bank / their precision / recall of the class's
 objects in the bank's unlabelled frames / how well the right ones are placed (mean BEV IoU with
 their labelled box, share at KITTI's AP threshold: 0.7 Car, 0.5 other classes), then how many
-labelled objects the pseudo backgrounds still hold once their candidates are cut out. A pseudo object
+labelled objects the pseudo backgrounds still hold once their candidates are cut out, then how many
+hard negatives lie on a labelled object, by score band (each is pasted as background). A pseudo object
 is right when a labelled box of its class in its frame overlaps it with BEV IoU >= 0.5 (Car) or
 0.25 (other classes); each labelled box counts once for recall. This opens the label files of the
 unlabelled frames on purpose: it checks the method from outside and is never part of a round
@@ -34,6 +35,7 @@ from pcdet_ext.evaluation.kitti.eval import (METRIC_NAMES, MIN_OVERLAPS, NAME_TO
 from pcdet_ext.ops.iou3d_nms import boxes_iou_bev  # noqa: E402
 
 DEFAULT_CLASSES = ('Car', 'Pedestrian', 'Cyclist')
+DEFAULT_BANDS = (0.1, 0.15, 0.2, 0.3, 0.4, 1.0)   # score bands of the negatives' table
 
 
 def _bev_overlap(name: str, overlap_set: int) -> float:
@@ -116,6 +118,33 @@ def background_leftovers(banks: CPSPBanks, root, class_names: Sequence[str], min
     return out
 
 
+def negative_truth(banks: CPSPBanks, root, class_names: Sequence[str],
+                   bands: Sequence[float] = DEFAULT_BANDS) -> Dict[str, list]:
+    """{class: [(low, high, negatives, on_object), ...]} per score band [low, high) of the bank's
+    hard negatives of that class: how many, and how many overlap a labelled object of any of
+    `class_names` at that object's `match_iou`. A negative on a real object teaches it as
+    background wherever it is pasted."""
+    frames = sorted({o.frame_id for o in banks.negatives})
+    truth = LabelOracle(root, class_names, labelled=frames)
+    gt = {f: truth.read(f) for f in frames}
+    edges = list(zip(bands[:-1], bands[1:]))
+    out = {c: [[lo, hi, 0, 0] for lo, hi in edges] for c in class_names}
+    for o in banks.negatives:
+        if o.name not in out:
+            continue
+        row = next((r for r in out[o.name] if r[0] <= o.score < r[1]), None)
+        if row is None:
+            continue
+        g = gt[o.frame_id]
+        row[2] += 1
+        if len(g['gt_names_lidar']):
+            iou = boxes_iou_bev(torch.as_tensor(np.asarray(o.box, np.float32)[None]),
+                                torch.as_tensor(g['gt_boxes_lidar'].astype(np.float32)))[0].numpy()
+            need = np.array([match_iou(str(n)) for n in g['gt_names_lidar']])
+            row[3] += int((iou >= need).any())
+    return {c: [tuple(r) for r in rows] for c, rows in out.items()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('banks', nargs='+', help='cpsp_banks.pkl files')
@@ -129,12 +158,13 @@ def main(argv=None) -> int:
     print('| bank | ' + ' | '.join(
         f'{c}: objects / precision / recall / mean BEV IoU / share >= {tight_iou(c)}' for c in args.classes) + ' |')
     print('|---|' + '---|' * len(args.classes))
-    left = {}
+    left, negs = {}, {}
     for f in args.banks:
         try:
             banks = CPSPBanks.load(f)
             q = bank_quality(banks, args.data_path, args.classes)
             left[f] = background_leftovers(banks, args.data_path, args.classes)
+            negs[f] = negative_truth(banks, args.data_path, args.classes)
         except (OSError, ValueError) as e:
             print(f'bench_cpsp_bank.py: error: {e}', file=sys.stderr)
             return 2
@@ -148,6 +178,13 @@ def main(argv=None) -> int:
         print(f'| {f} | ' + ' | '.join(
             f'{lo[c]["left"]} / {lo[c]["objects"]} ({lo[c]["left"] / max(lo[c]["objects"], 1):.2f})'
             for c in args.classes) + ' |')
+    print('\nHard negatives on a labelled object (pasted as background), by score band: on object / negatives:\n')
+    print('| bank | class | ' + ' | '.join(f'[{lo:g}, {hi:g})' for lo, hi in zip(DEFAULT_BANDS[:-1], DEFAULT_BANDS[1:]))
+          + ' |')
+    print('|---|---|' + '---|' * (len(DEFAULT_BANDS) - 1))
+    for f, by in negs.items():
+        for c in args.classes:
+            print(f'| {f} | {c} | ' + ' | '.join(f'{on} / {n}' for _, _, n, on in by[c]) + ' |')
     return 0
 
 

@@ -67,6 +67,7 @@ class CPSPBanks:
     max_candidates: int = 0        # candidates kept per unlabelled frame, best first (0: all)
     background_thresh: Optional[float] = None  # candidates cut from backgrounds from this score (None: low_thresh)
     background_margin: float = 0.2  # metres added to each cut box's length and width (height: 0.2)
+    negative_max_thresh: Optional[float] = None  # negatives score below min(boundary, this) (None: boundary)
     boundaries: Dict[str, float] = field(default_factory=dict)  # per-class 2-means boundary (negatives below)
 
     def counts(self) -> dict:
@@ -99,16 +100,24 @@ def cut_threshold(banks: CPSPBanks) -> float:
     return lowest_candidate_score(banks.low_thresh, getattr(banks, 'background_thresh', None))
 
 
+def check_score_option(value, key: str, what: str, null_means: str) -> None:
+    """An optional score setting: None or a number in [0, 1]."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0.0 <= value <= 1.0):
+        raise ValueError(f'{what}: {key} must be null ({null_means}) or a number in [0, 1], got {value!r}')
+
+
 def check_background_options(background_thresh, background_margin, what: str = 'CPSP') -> None:
     """background_thresh: None or a number in [0, 1]; background_margin: a number >= 0 (metres)."""
-    if background_thresh is not None and (isinstance(background_thresh, bool) or
-                                          not isinstance(background_thresh, (int, float)) or
-                                          not 0.0 <= background_thresh <= 1.0):
-        raise ValueError(f'{what}: BACKGROUND_THRESH must be null (LOW_THRESH) or a number in [0, 1], '
-                         f'got {background_thresh!r}')
+    check_score_option(background_thresh, 'BACKGROUND_THRESH', what, 'LOW_THRESH')
     if isinstance(background_margin, bool) or not isinstance(background_margin, (int, float)) \
             or not background_margin >= 0:
         raise ValueError(f'{what}: BACKGROUND_MARGIN must be a number of metres >= 0, got {background_margin!r}')
+
+
+def check_negative_max_thresh(value, what: str = 'CPSP') -> None:
+    """NEGATIVE_MAX_THRESH: None (the 2-means boundary alone) or a number in [0, 1]."""
+    check_score_option(value, 'NEGATIVE_MAX_THRESH', what, 'the 2-means boundary')
 
 
 # ---------------------------------------------------------------------------- thresholds
@@ -241,15 +250,20 @@ def merge_candidates(old: Dict[str, dict], new: Dict[str, dict], match_iou: floa
 def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], boundaries: Dict[str, float],
                      min_points: int = 5) -> CPSPBanks:
     """Add pseudo objects (score >= max(boundary, banks.min_high_thresh)), hard negatives
-    (low_thresh <= score < boundary) and pseudo backgrounds from unlabelled candidates (their
-    velodyne points only), every candidate cut out, its length and width grown by
-    banks.background_margin (its height by 0.2 m, which keeps the ground under it)."""
+    (low_thresh <= score < min(boundary, banks.negative_max_thresh)) and pseudo backgrounds from
+    unlabelled candidates (their velodyne points only), every candidate cut out, its length and
+    width grown by banks.background_margin (its height by 0.2 m, which keeps the ground under it).
+    Candidates between the negatives' top and the object threshold are cut out only: a teacher's
+    boxes just under its 2-means boundary are mostly real objects, and a negative is pasted as
+    background."""
     root = Path(root)
     low = float(banks.low_thresh)
     margin = float(getattr(banks, 'background_margin', 0.2))
     names = banks.class_names
     bnd = np.array([boundaries[c] for c in names], dtype=np.float64)
     thr = np.maximum(bnd, float(getattr(banks, 'min_high_thresh', 0.0)))
+    neg_cap = getattr(banks, 'negative_max_thresh', None)
+    neg_top = bnd if neg_cap is None else np.minimum(bnd, float(neg_cap))
     for fid in sorted(candidates):
         c = candidates[fid]
         boxes = np.asarray(c['boxes'], dtype=np.float64).reshape(-1, 7)
@@ -257,7 +271,7 @@ def add_pseudo_banks(banks: CPSPBanks, root, candidates: Dict[str, dict], bounda
         cls = np.asarray(c['labels'], dtype=np.int64) - 1
         scores = np.asarray(c['scores'], dtype=np.float64)
         high = (scores >= thr[cls]) & (scores >= low) if len(boxes) else np.zeros(0, dtype=bool)
-        negative = (scores < bnd[cls]) & (scores >= low) if len(boxes) else np.zeros(0, dtype=bool)
+        negative = (scores < neg_top[cls]) & (scores >= low) if len(boxes) else np.zeros(0, dtype=bool)
         for k, pts in enumerate(cut_objects(points, boxes)):
             if len(pts) < min_points or not (high[k] or negative[k]):
                 continue
@@ -276,12 +290,13 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
                 class_names: Sequence[str], seed: int = 0, low_thresh: float = 0.1,
                 default_thresh: float = 0.5, min_points: int = 5, min_high_thresh: float = 0.0,
                 max_candidates: int = 0, background_thresh: Optional[float] = None,
-                background_margin: float = 0.2) -> CPSPBanks:
+                background_margin: float = 0.2, negative_max_thresh: Optional[float] = None) -> CPSPBanks:
     """Labelled banks + pseudo banks from the unlabelled pool's summaries (None: labelled only).
-    `min_high_thresh`, `max_candidates` and the background options are kept in the banks, so
+    `min_high_thresh`, `max_candidates`, `negative_max_thresh` and the background options are kept in the banks, so
     refreshes apply them too. With background_thresh below the summaries' scoring threshold, the
     pool must be scored at it (score_frames(score_thresh=cut_threshold(...)))."""
     check_background_options(background_thresh, background_margin, 'build_banks')
+    check_negative_max_thresh(negative_max_thresh, 'build_banks')
     if not 0.0 <= float(min_high_thresh) <= 1.0:
         raise ValueError(f'build_banks: min_high_thresh must be in [0, 1], got {min_high_thresh!r}')
     if isinstance(max_candidates, bool) or int(max_candidates) != max_candidates or max_candidates < 0:
@@ -293,6 +308,7 @@ def build_banks(root, oracle: LabelOracle, labelled_ids: Sequence[str], summarie
     banks.max_candidates = int(max_candidates)
     banks.background_thresh = None if background_thresh is None else float(background_thresh)
     banks.background_margin = float(background_margin)
+    banks.negative_max_thresh = None if negative_max_thresh is None else float(negative_max_thresh)
     if summaries:
         summaries = check_summaries(summaries, 'build_banks: summaries')
         overlap = sorted(labelled & set(summaries))
@@ -319,6 +335,7 @@ def refresh_pseudo_bank(banks: CPSPBanks, root, new_summaries: Summaries, seed: 
                     min_high_thresh=float(getattr(banks, 'min_high_thresh', 0.0)), max_candidates=cap,
                     background_thresh=getattr(banks, 'background_thresh', None),
                     background_margin=float(getattr(banks, 'background_margin', 0.2)),
+                    negative_max_thresh=getattr(banks, 'negative_max_thresh', None),
                     objects=[o for o in banks.objects if o.kind == 'gt'],
                     backgrounds=[b for b in banks.backgrounds if b['source'] == 'labelled'],
                     labelled_frames=list(banks.labelled_frames))

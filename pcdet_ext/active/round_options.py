@@ -28,11 +28,13 @@ CPSP_DEFAULTS = {'EPOCHS': None, 'REFRESH_INTERVAL': 0, 'GENERATIONS': 1, 'LOW_T
                  'MAX_CANDIDATES': 64, 'NUM_SCENES': None,
                  'OBJECTS_PER_SCENE': None, 'NEGATIVES_PER_SCENE': 5, 'LABELLED_FRAME_SHARE': 0.2,
                  'GROUND_ALIGN': True, 'OBJECT_ROTATION': 0.0, 'BACKGROUND_THRESH': None,
-                 'BACKGROUND_MARGIN': 0.2}
+                 'BACKGROUND_MARGIN': 0.2, 'NEGATIVE_MAX_THRESH': None}
 # MIN_HIGH_THRESH: a number, or a list with one floor per generation (the last one goes on), for a
 # later, stronger teacher (on the synthetic benchmark [0.5, 0.4] did not beat 0.5: docs/benchmarks_al.md)
 # BACKGROUND_THRESH: candidates from this score up are cut out of the pseudo backgrounds (None:
 # LOW_THRESH); below the model's POST_PROCESSING.SCORE_THRESH the teacher scores the pool at it.
+# NEGATIVE_MAX_THRESH: hard negatives score below min(2-means boundary, this) (None: the boundary);
+# the candidates above it and under the object threshold are cut out of the backgrounds only.
 RECIPES = {'sssal': {'strategy': 'cal', 'cpsp': True, 'final_round': True}}
 
 

@@ -42,8 +42,8 @@ import numpy as np
 
 from ..datasets.data_io import read_split_file
 from .al_curve import map_from_eval, save_curve_png
-from .cpsp import (CPSPBanks, build_banks, check_background_options, check_object_rotation,
-                   lowest_candidate_score)
+from .cpsp import (CPSPBanks, build_banks, check_background_options, check_negative_max_thresh,
+                   check_object_rotation, lowest_candidate_score)
 from .cpsp_dataset import DEFAULT_NUM_SCENES as CPSP_DEFAULT_NUM_SCENES
 from .cpsp_training import CPSP_DATASET_KEYS, cpsp_dataset_cfg, make_cpsp_builders
 from .pool import ActivePool, LabelOracle, annotate_until_budget, check_budget, check_min_per_class
@@ -115,6 +115,7 @@ class ActiveLearningRun:
                 check_object_rotation(self.cpsp_opts['OBJECT_ROTATION'], 'ACTIVE_LEARNING.CPSP.OBJECT_ROTATION')
                 check_background_options(self.cpsp_opts['BACKGROUND_THRESH'], self.cpsp_opts['BACKGROUND_MARGIN'],
                                          'ACTIVE_LEARNING.CPSP')
+                check_negative_max_thresh(self.cpsp_opts['NEGATIVE_MAX_THRESH'], 'ACTIVE_LEARNING.CPSP')
             except ValueError as e:
                 raise ALInputError(str(e)) from None
         if opts.pretrained_model is not None:
@@ -606,7 +607,8 @@ class ActiveLearningRun:
                                 min_high_thresh=generation_floor(self.cpsp_opts['MIN_HIGH_THRESH'], gen),
                                 max_candidates=int(self.cpsp_opts['MAX_CANDIDATES']),
                                 background_thresh=self.cpsp_opts['BACKGROUND_THRESH'],
-                                background_margin=float(self.cpsp_opts['BACKGROUND_MARGIN']))
+                                background_margin=float(self.cpsp_opts['BACKGROUND_MARGIN']),
+                                negative_max_thresh=self.cpsp_opts['NEGATIVE_MAX_THRESH'])
             banks.save(banks_file)
             st.mark(stage, {'banks': str(banks_file), 'counts': banks.counts(), 'teacher': str(teacher_ckpt)})
         self._on_main(build, lambda: None)
