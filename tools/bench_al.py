@@ -378,7 +378,8 @@ def save_seed_png(table: dict, ub_map, target_share: float, path: Path, title: s
     names = list(table)
     seeds = sorted({s for rows in table.values() for s, _, _ in rows})
     markers = 'osD^vP*X'
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(names) + 1.6), dpi=110)
+    import textwrap
+    fig, ax = plt.subplots(figsize=(11, 0.7 * len(names) + 2.0), dpi=110)
     in_legend = set()
     for i, name in enumerate(names):
         maps = np.array([m for _, _, m in table[name]])
@@ -392,8 +393,10 @@ def save_seed_png(table: dict, ub_map, target_share: float, path: Path, title: s
     if ub_map is not None:
         ax.axvline(ub_map, color='k', ls='--', label=f'fully labelled ({ub_map:.2f})')
         ax.axvline(target_share * ub_map, color='C3', ls=':', label=f'target ({target_share:.2f} of it)')
-    ax.legend(fontsize=8, loc='center left', bbox_to_anchor=(1.01, 0.5))
-    ax.set_yticks(range(len(names)), names[::-1])
+    # below the plot: beside it, the legend and long strategy names left the axes a sliver
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.6 / (0.7 * len(names) + 2.0) - 0.02),
+              ncol=len(seeds) + 2)
+    ax.set_yticks(range(len(names)), [textwrap.fill(n, 48) for n in names[::-1]], fontsize=8)
     ax.set_xlabel('mAP, AP3D R40 moderate (%)')
     ax.set_title(title)
     ax.grid(axis='x', alpha=0.3)
