@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -378,8 +379,8 @@ def save_seed_png(table: dict, ub_map, target_share: float, path: Path, title: s
     names = list(table)
     seeds = sorted({s for rows in table.values() for s, _, _ in rows})
     markers = 'osD^vP*X'
-    import textwrap
-    fig, ax = plt.subplots(figsize=(11, 0.7 * len(names) + 2.0), dpi=110)
+    height = 0.7 * len(names) + 2.0  # inches
+    fig, ax = plt.subplots(figsize=(11, height), dpi=110)
     in_legend = set()
     for i, name in enumerate(names):
         maps = np.array([m for _, _, m in table[name]])
@@ -394,7 +395,7 @@ def save_seed_png(table: dict, ub_map, target_share: float, path: Path, title: s
         ax.axvline(ub_map, color='k', ls='--', label=f'fully labelled ({ub_map:.2f})')
         ax.axvline(target_share * ub_map, color='C3', ls=':', label=f'target ({target_share:.2f} of it)')
     # below the plot: beside it, the legend and long strategy names left the axes a sliver
-    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.6 / (0.7 * len(names) + 2.0) - 0.02),
+    ax.legend(fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.6 / height - 0.02),
               ncol=len(seeds) + 2)
     ax.set_yticks(range(len(names)), [textwrap.fill(n, 48) for n in names[::-1]], fontsize=8)
     ax.set_xlabel('mAP, AP3D R40 moderate (%)')

@@ -47,8 +47,8 @@ def paired_bootstrap(gt_annos, dt_annos_list: Sequence[Sequence[dict]], classes:
     for m, dt in enumerate(dt_annos_list):
         validate_annos(list(gt_annos), list(dt))
         other = _frame_ids(dt)
-        if any(a is not None and b is not None and a != b for a, b in zip(ids, other)):
-            k = next(i for i, (a, b) in enumerate(zip(ids, other)) if a is not None and b is not None and a != b)
+        k = next((i for i, (a, b) in enumerate(zip(ids, other)) if a is not None and b is not None and a != b), None)
+        if k is not None:
             raise ValueError(f'detections {m}: frame {k} is {other[k]!r}, the ground truth\'s is {ids[k]!r}; '
                              'every detector must cover the same frames in the same order')
     keys = list(classes) + ['mAP']
